@@ -1,0 +1,70 @@
+//! Depthwise conv2d (groups == C_in == C_out) at stride 1 and dilation 1: every channel is
+//! an independent single-channel correlation, done by the planar kernel on a zero-padded
+//! copy of the plane.
+
+use crate::error::Result;
+use crate::geometry::ConvGeometry;
+use crate::kernels::planar::{Plane, PlaneMut};
+use crate::kernels::ConvFloat;
+use crate::simd::SimdLevel;
+use crate::threading::{for_each_task, SharedOut};
+use crate::workspace::try_zeroed;
+
+/// Whether the planar path computes this problem.
+pub fn applies(g: &ConvGeometry) -> bool {
+    g.is_depthwise() && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1
+}
+
+pub fn conv2d<T: ConvFloat>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    threads: usize,
+    level: SimdLevel,
+) -> Result<()> {
+    debug_assert!(applies(g));
+    let kernel = T::planar_kernel(level);
+    let (hp, wp) = (
+        g.h + g.pad_top + g.pad_bottom,
+        g.w + g.pad_left + g.pad_right,
+    );
+    let plane_out = g.h_out * g.w_out;
+    let out = SharedOut::new(y);
+    for_each_task(g.n * g.c_in, threads, |t| {
+        let c = t % g.c_in;
+        let mut padded = try_zeroed::<T>(hp * wp, "padded plane")?;
+        let src = &x[t * g.h * g.w..(t + 1) * g.h * g.w];
+        for (i, row) in src.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+            let dst = (i + g.pad_top) * wp + g.pad_left;
+            padded[dst..dst + g.w].copy_from_slice(row);
+        }
+        // SAFETY: task t alone writes output plane t.
+        let y_t = unsafe { out.slice_mut(t * plane_out, plane_out) };
+        kernel(
+            Plane {
+                data: &padded,
+                rows: hp,
+                cols: wp,
+                ld: wp,
+            },
+            Plane {
+                data: &w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw],
+                rows: g.kh,
+                cols: g.kw,
+                ld: g.kw,
+            },
+            PlaneMut {
+                data: &mut *y_t,
+                rows: g.h_out,
+                cols: g.w_out,
+                ld: g.w_out,
+            },
+        );
+        if let Some(b) = bias {
+            y_t.iter_mut().for_each(|v| *v = *v + b[c]);
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,42 @@
+//! Reference tile kernel: the definition, in plain loops. Also the fallback on CPUs
+//! without a SIMD set.
+
+use super::TileKernel;
+
+pub const F32: TileKernel<f32> = TileKernel::new(4, 8, "scalar-4x8", tile::<f32, 4, 8>);
+pub const F64: TileKernel<f64> = TileKernel::new(4, 8, "scalar-4x8", tile::<f64, 4, 8>);
+
+/// # Safety
+/// See [`TileKernel::run`].
+unsafe fn tile<T, const MR: usize, const NC: usize>(
+    kt: usize,
+    a: *const T,
+    b: *const T,
+    offs: *const isize,
+    c: *mut T,
+    ldc: usize,
+) where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
+    let mut acc = [[T::default(); NC]; MR];
+    for k in 0..kt {
+        // SAFETY: the caller guarantees `kt` offsets, `kt·MR` weights and `NC` readable
+        // elements at each `b + offs[k]`.
+        let (brow, arow) = unsafe {
+            (
+                std::slice::from_raw_parts(b.offset(*offs.add(k)), NC),
+                std::slice::from_raw_parts(a.add(k * MR), MR),
+            )
+        };
+        for (acc_i, &a_ik) in acc.iter_mut().zip(arow) {
+            for (acc_ij, &b_kj) in acc_i.iter_mut().zip(brow) {
+                *acc_ij = *acc_ij + a_ik * b_kj;
+            }
+        }
+    }
+    for (i, acc_i) in acc.iter().enumerate() {
+        // SAFETY: the caller guarantees `MR` rows of `ldc >= NC` writable elements.
+        let crow = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), NC) };
+        crow.copy_from_slice(acc_i);
+    }
+}

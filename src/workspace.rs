@@ -1,0 +1,25 @@
+//! Fallible allocation: a workspace or result that cannot be allocated becomes a
+//! `MemoryError`, never an abort.
+
+use crate::error::{ConvError, Result};
+
+/// A zero-filled vector of `len` elements, or `ConvError::Memory`.
+pub fn try_zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        ConvError::Memory(format!(
+            "cannot allocate {len} elements ({} bytes) for the {what}",
+            len.saturating_mul(std::mem::size_of::<T>())
+        ))
+    })?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
+/// `a * b * ...` or a `ValueError` naming `what` when the product overflows.
+pub fn checked_product(dims: &[usize], what: &str) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / 16)
+        .ok_or_else(|| ConvError::Value(format!("{what} is too large: shape {dims:?}")))
+}
