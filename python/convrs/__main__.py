@@ -126,6 +126,9 @@ def quick_timings() -> None:
     rows = _bench.measure_suite(_bench.CONV, [threads], names=QUICK_CONV, peers=["numpy"],
                                 budget_s=0.25)
     print(_bench.format_table(_bench.CONV, rows))
+    notes = _bench.format_notes(rows)
+    if notes:
+        print(notes)
     for name in QUICK_CONV:
         print(f"   {name}: {_bench.CONV.workload(name).describe()}")
     print("   (× = peer time / convrs time; > 1 means convrs is faster. "

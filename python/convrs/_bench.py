@@ -214,11 +214,8 @@ def _convrs_threads(threads: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _blas_threads(threads: int) -> Iterator[None]:
-    try:
-        threadpoolctl = importlib.import_module("threadpoolctl")
-    except ImportError:  # without it, BLAS runs with its default thread count
-        yield
-        return
+    # Without threadpoolctl NumPy's BLAS would run at its own thread count, not ``threads``.
+    threadpoolctl = import_peer("threadpoolctl")
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
         yield
 
