@@ -15,7 +15,6 @@ def test_conv2d(benchmark, record, note, budget, name, peer, threads):
     run(benchmark, record, budget, "conv2d", name, peer, threads)
     if name == "big" and peer in ("convrs", "onnxruntime"):
         # Issue 4: peak memory beyond input and output, measured in a fresh subprocess.
-        extra = _bench.extra_rss("big", peer, threads)
-        if extra is not None:
-            note(f"- big, {peer}, {threads} thread(s): peak RSS beyond input and output "
-                 f"{extra / 2**20:.1f} MiB")
+        line = _bench.rss_note(peer, threads)
+        if line is not None:
+            note(line)

@@ -166,10 +166,9 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print("\n" + notes)
         if suite is _bench.CONV and any(r.workload.name == "big" for r in rows):
             for peer in ("convrs", "onnxruntime"):
-                extra = _bench.extra_rss("big", peer, threads[0])
-                if extra is not None:
-                    print(f"- big: peak RSS beyond input and output, {peer}: "
-                          f"{extra / 2**20:.1f} MiB")
+                line = _bench.rss_note(peer, threads[0])
+                if line is not None:
+                    print(line)
     return 0
 
 
@@ -188,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command == "bench":
+        known = {w.name for s in _bench.SUITES.values() for w in s.workloads}
+        unknown = set(filter(None, args.workloads.split(","))) - known
+        if unknown:
+            parser.error(f"unknown workloads {sorted(unknown)}; known: {sorted(known)}")
         return bench(args, argv)
     tour()
     return 0

@@ -568,3 +568,12 @@ def extra_rss(workload: str, peer: str = "convrs", threads: int = 1) -> int | No
     if proc.returncode != 0:
         return None
     return int(proc.stdout.strip().splitlines()[-1])
+
+
+def rss_note(peer: str, threads: int) -> str | None:
+    """The closing-note line for ``big``'s peak memory beyond input and output."""
+    extra = extra_rss("big", peer, threads)
+    if extra is None:
+        return None
+    return (f"- big, {peer}, {threads} thread(s): peak RSS beyond input and output "
+            f"{extra / 2**20:.1f} MiB")
