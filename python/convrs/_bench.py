@@ -264,7 +264,8 @@ def _conv_onnxruntime(wl: ConvWorkload, a: tuple[np.ndarray, ...], threads: int)
         sess = ort.InferenceSession(model.SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 (ORT's own exception types; e.g. no f64 Conv)
-        raise PeerUnavailable(f"onnxruntime: {str(exc).splitlines()[0][:80]}") from None
+        reason = str(exc).splitlines()[0].rsplit(" : ", 1)[-1]  # drop ORT's status prefix
+        raise PeerUnavailable(f"onnxruntime: {reason[:100]}") from None
     feed = {"x": x}
     yield lambda: sess.run(None, feed)[0]
 
