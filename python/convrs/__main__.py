@@ -27,7 +27,7 @@ ASYMMETRIC = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1]])
 
 
 def _show(label: str, value: object) -> None:
-    print(f"  {label:<66s} {value}")
+    print(f"  {label:<67s} {value}")
 
 
 def tour_one_pixel(rng: np.random.Generator) -> None:
@@ -44,7 +44,7 @@ def tour_one_pixel(rng: np.random.Generator) -> None:
         "(a) sum of the element-wise product  (patch * k).sum()": (patch * k).sum(),
         "(b) dot product of the flattened pair  patch.ravel() @ k.ravel()":
             patch.ravel() @ k.ravel(),
-        "(c) one matmul with im2col columns  (k.ravel() @ im2col(x))[i*Wo+j]":
+        "(c) one matmul with im2col columns (k.ravel() @ im2col(x))[i*Wo+j]":
             (k.ravel() @ cols)[i * wo + j],
         "(d) convrs.conv2d(x[None, None], k[None, None])[0, 0, i, j]":
             convrs.conv2d(x[None, None], k[None, None])[0, 0, i, j],
