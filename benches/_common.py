@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 from typing import Any
 
@@ -36,9 +35,7 @@ def run(benchmark: Any, record: Any, budget: float, suite: str, name: str, peer:
     try:
         with p.prepare(wl, _arrays(suite, name), threads) as fn:
             # The first call, checked against convrs, is the warm-up and sizes the rounds.
-            t0 = time.perf_counter()
-            result = fn()
-            first = time.perf_counter() - t0
+            result, first = _bench.timed(fn)
             assert _bench.agrees(result, _expected(suite, name)), f"{peer} disagrees with convrs"
             benchmark.pedantic(fn, rounds=_bench.rounds_for(first, budget), iterations=1)
     except _bench.PeerUnavailable as exc:

@@ -49,14 +49,11 @@ class PeerUnavailable(Exception):
     """The peer is not installed or does not support this workload."""
 
 
-def bench_environ(environ: dict[str, str] | None = None) -> dict[str, str] | None:
+def bench_environ() -> dict[str, str] | None:
     """The environment a benchmark process should run with, or None if it already does."""
-    env = dict(os.environ if environ is None else environ)
-    if not any(k in env for k in BENCH_ENV_UNSET):
+    if not any(k in os.environ for k in BENCH_ENV_UNSET):
         return None
-    for k in BENCH_ENV_UNSET:
-        env.pop(k, None)
-    return env
+    return {k: v for k, v in os.environ.items() if k not in BENCH_ENV_UNSET}
 
 
 def import_peer(name: str) -> Any:
@@ -413,17 +410,17 @@ def rounds_for(first_call_s: float, budget_s: float, max_rounds: int = 30) -> in
     return max(3, min(max_rounds, int(budget_s / max(first_call_s, 1e-9))))
 
 
-def time_call(fn: Call, budget_s: float = 0.5) -> float:
-    """Median wall time of ``fn`` in seconds, after one warm-up call."""
+def timed(fn: Call) -> tuple[Any, float]:
+    """``fn()`` and its wall time in seconds."""
     t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(rounds_for(first, budget_s)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    result = fn()
+    return result, time.perf_counter() - t0
+
+
+def time_call(fn: Call, first_call_s: float, budget_s: float = 0.5) -> float:
+    """Median wall time of ``fn`` in seconds over the rounds that fit the budget, after a
+    first (warm-up) call that took ``first_call_s``."""
+    return statistics.median(timed(fn)[1] for _ in range(rounds_for(first_call_s, budget_s)))
 
 
 @dataclass
@@ -458,12 +455,12 @@ def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str
                     continue
                 try:
                     with peer.prepare(wl, arrays, threads) as fn:
-                        result = fn()
+                        result, first = timed(fn)  # checked, and the warm-up
                         if expected is None:
                             expected = np.asarray(result)  # convrs comes first
                         elif not agrees(result, expected):
                             raise PeerUnavailable("its result differs from convrs's")
-                        row.seconds[peer.name] = time_call(fn, budget_s)
+                        row.seconds[peer.name] = time_call(fn, first, budget_s)
                 except PeerUnavailable as exc:
                     row.missing[peer.name] = str(exc)
                     continue
@@ -565,7 +562,7 @@ def extra_rss(workload: str, peer: str = "convrs", threads: int = 1) -> int | No
         return None
     proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, workload, peer, str(threads)],
                           capture_output=True, text=True, check=False,
-                          env=bench_environ() or None)
+                          env=bench_environ())
     if proc.returncode != 0:
         return None
     return int(proc.stdout.strip().splitlines()[-1])
