@@ -1,9 +1,14 @@
 //! `scipy.signal.convolve2d` / `correlate2d` on one plane: the boundary rule builds a
 //! padded copy of `in1`, after which every mode is a "valid" correlation with `in2`
-//! (flipped for convolution), done by the planar kernel.
+//! (flipped for convolution), done by the planar kernel. Complex inputs are four real
+//! correlations of the real and imaginary planes.
+//!
+//! The padded copy is built per band of a few output rows, small enough to stay in cache
+//! while the kernel reads it, so the copy costs no extra memory traffic and the workspace
+//! is bounded whatever the image size.
 
 use crate::error::{value_error, Result};
-use crate::kernels::planar::{PlanarElem, Plane, PlaneMut};
+use crate::kernels::planar::{PlanarElem, PlanarFn, Plane, PlaneMut};
 use crate::simd::SimdLevel;
 use crate::threading::{for_each_task, threads_for_work, SharedOut};
 use crate::workspace::{checked_product, try_zeroed};
@@ -48,11 +53,15 @@ impl Boundary {
 
 /// Output extent and padding before the first input row/column along one axis.
 /// Mirrors SciPy's index arithmetic: for convolution `same` centres on `(k-1)/2` from
-/// the far side, for correlation from the near side.
+/// the far side, for correlation from the near side. SciPy sizes the result by the
+/// formula even when an input is empty, and NumPy rejects a negative extent.
 fn axis(len: usize, k: usize, mode: Mode, flip: bool) -> Result<(usize, usize)> {
     Ok(match mode {
-        Mode::Full => (len + k - 1, k - 1),
-        Mode::Same => (len, if flip { k / 2 } else { (k - 1) / 2 }),
+        Mode::Full => match (len + k).checked_sub(1) {
+            Some(n) => (n, k.saturating_sub(1)),
+            None => return value_error("negative dimensions are not allowed"),
+        },
+        Mode::Same => (len, if flip { k / 2 } else { k.saturating_sub(1) / 2 }),
         Mode::Valid => {
             if len < k {
                 return value_error(
@@ -64,7 +73,9 @@ fn axis(len: usize, k: usize, mode: Mode, flip: bool) -> Result<(usize, usize)> 
     })
 }
 
-/// Index into `0..len` of padded position `i - before` under `boundary`, `None` for fill.
+/// Index into `0..len` of padded position `i`, `None` for fill. Wrap and symmetric
+/// extend periodically however far `i` lies outside (as SciPy 1.17 does, also for
+/// kernels larger than the image).
 #[inline]
 fn source_index(i: isize, len: usize, boundary: Boundary) -> Option<usize> {
     let n = len as isize;
@@ -93,8 +104,165 @@ pub fn output_shape(
     Ok([h, w])
 }
 
+/// Everything about one call that the bands share.
+struct Layout {
+    s1: [usize; 2],
+    s2: [usize; 2],
+    ho: usize,
+    wo: usize,
+    top: usize,
+    left: usize,
+    /// Padded row length.
+    wp: usize,
+    boundary: Boundary,
+}
+
+impl Layout {
+    fn new(
+        s1: [usize; 2],
+        s2: [usize; 2],
+        mode: Mode,
+        flip: bool,
+        boundary: Boundary,
+    ) -> Result<Layout> {
+        let (ho, top) = axis(s1[0], s2[0], mode, flip)?;
+        let (wo, left) = axis(s1[1], s2[1], mode, flip)?;
+        let wp = wo + s2[1] - 1;
+        checked_product(&[ho + s2[0], wp], "padded plane")?;
+        Ok(Layout {
+            s1,
+            s2,
+            ho,
+            wo,
+            top,
+            left,
+            wp,
+            boundary,
+        })
+    }
+
+    /// Fills `dst` (rows `p0 .. p0 + rows + kh - 1` of the padded plane) from `src`.
+    fn pad_band<T: Copy>(&self, src: &[T], fill: T, p0: usize, rows: usize, dst: &mut [T]) {
+        let (h, w) = (self.s1[0], self.s1[1]);
+        let wp = self.wp;
+        // Columns `lo..hi` of a padded row come straight from one input row.
+        let lo = self.left.min(wp);
+        let hi = (self.left + w).min(wp).max(lo);
+        for (i, d) in dst
+            .chunks_exact_mut(wp)
+            .take(rows + self.s2[0] - 1)
+            .enumerate()
+        {
+            match source_index((p0 + i) as isize - self.top as isize, h, self.boundary) {
+                None => d.fill(fill),
+                Some(r) => {
+                    let s = &src[r * w..(r + 1) * w];
+                    if hi > lo {
+                        d[lo..hi].copy_from_slice(&s[lo - self.left..hi - self.left]);
+                    }
+                    for j in (0..lo).chain(hi..wp) {
+                        d[j] = source_index(j as isize - self.left as isize, w, self.boundary)
+                            .map_or(fill, |c| s[c]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Splits the output rows into tasks, and each task into bands whose padded copy
+    /// stays within a cache-sized budget. Calls `run(band_buffer_rows, p0, rows)`.
+    fn for_each_band<F>(&self, bytes_per_elem: usize, kernel_area: usize, run: F) -> Result<()>
+    where
+        F: Fn(usize, usize, usize) -> Result<()> + Sync + Send,
+    {
+        const BAND_BYTES: usize = 256 << 10;
+        let flops = 2.0 * (self.ho * self.wo) as f64 * kernel_area as f64;
+        let threads = threads_for_work(flops);
+        // A few tasks per thread balance uneven progress; one thread needs only one.
+        let tasks = if threads == 1 { 1 } else { threads * 4 }.min(self.ho);
+        let per_task = self.ho.div_ceil(tasks);
+        let band = (BAND_BYTES / (self.wp * bytes_per_elem).max(1))
+            .saturating_sub(self.s2[0] - 1)
+            .max(6)
+            .min(per_task);
+        for_each_task(self.ho.div_ceil(per_task), threads, |t| {
+            let (start, end) = (t * per_task, ((t + 1) * per_task).min(self.ho));
+            let mut p0 = start;
+            while p0 < end {
+                let rows = band.min(end - p0);
+                run(band, p0, rows)?;
+                p0 += rows;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn flipped<T: Copy>(k: &[T], flip: bool) -> Vec<T> {
+    if flip {
+        k.iter().rev().copied().collect()
+    } else {
+        k.to_vec()
+    }
+}
+
+/// Runs `func` on a padded band (`rows + kh - 1` rows of `wp`) into `out` (`rows × wo`).
+fn correlate_band<T>(
+    l: &Layout,
+    func: PlanarFn<T>,
+    padded: &[T],
+    k: &[T],
+    rows: usize,
+    out: &mut [T],
+) {
+    func(
+        Plane {
+            data: &padded[..(rows + l.s2[0] - 1) * l.wp],
+            rows: rows + l.s2[0] - 1,
+            cols: l.wp,
+            ld: l.wp,
+        },
+        Plane {
+            data: k,
+            rows: l.s2[0],
+            cols: l.s2[1],
+            ld: l.s2[1],
+        },
+        PlaneMut {
+            data: out,
+            rows,
+            cols: l.wo,
+            ld: l.wo,
+        },
+    );
+}
+
+/// Shape checks shared by the real and complex paths. `Ok(None)` means the result is
+/// already complete (empty, or all zeros for an empty kernel, as SciPy returns).
+fn prepare(
+    s1: [usize; 2],
+    s2: [usize; 2],
+    flip: bool,
+    mode: Mode,
+    boundary: Boundary,
+    out_len: usize,
+) -> Result<Option<Layout>> {
+    let l = Layout::new(s1, s2, mode, flip, boundary)?;
+    assert_eq!(out_len, l.ho * l.wo, "filter2d output has the wrong size");
+    if out_len == 0 || s2.contains(&0) {
+        return Ok(None);
+    }
+    if s1.contains(&0) && boundary != Boundary::Fill {
+        // SciPy divides by the zero extent here and crashes; refuse instead.
+        return value_error(
+            "in1 is empty: boundary 'wrap' and 'symm' need at least one element to repeat",
+        );
+    }
+    Ok(Some(l))
+}
+
 /// `out = convolve2d(in1, in2)` (flip) or `correlate2d(in1, in2)` (no flip; `in2` already
-/// conjugated by the caller where that matters), for non-empty inputs.
+/// conjugated by the caller where that matters), for C-contiguous planes.
 #[allow(clippy::too_many_arguments)]
 pub fn filter2d<T: PlanarElem>(
     in1: &[T],
@@ -108,71 +276,119 @@ pub fn filter2d<T: PlanarElem>(
     out: &mut [T],
     level: SimdLevel,
 ) -> Result<()> {
-    let (ho, top) = axis(s1[0], s2[0], mode, flip)?;
-    let (wo, left) = axis(s1[1], s2[1], mode, flip)?;
-    assert_eq!(out.len(), ho * wo);
-    if out.is_empty() {
+    let Some(l) = prepare(s1, s2, flip, mode, boundary, out.len())? else {
+        out.fill(T::default());
         return Ok(());
-    }
-    let wp = wo + s2[1] - 1;
-    let kernel: Vec<T> = if flip {
-        in2.iter().rev().copied().collect()
-    } else {
-        in2.to_vec()
     };
-    // Padded rows are built per band of output rows, so the padded copy never exceeds a
-    // band and each task owns its band.
-    let flops = 2.0 * (ho * wo) as f64 * (s2[0] * s2[1]) as f64;
-    let threads = threads_for_work(flops);
-    let band_rows = ho
-        .div_ceil((threads * 4).min(ho))
-        .max(1)
-        .min((1 << 22) / wp.max(1))
-        .max(1);
-    let bands = ho.div_ceil(band_rows);
-    checked_product(&[band_rows + s2[0], wp], "padded plane")?;
+    let kernel = flipped(in2, flip);
     let func = T::planar_kernel(level);
     let shared = SharedOut::new(out);
-    for_each_task(bands, threads, |b| {
-        let p0 = b * band_rows;
-        let rows = band_rows.min(ho - p0);
-        let mut padded = try_zeroed::<T>((rows + s2[0] - 1) * wp, "padded plane")?;
-        for i in 0..rows + s2[0] - 1 {
-            let dst = &mut padded[i * wp..(i + 1) * wp];
-            match source_index((p0 + i) as isize - top as isize, s1[0], boundary) {
-                None => dst.fill(fill),
-                Some(r) => {
-                    let src = &in1[r * s1[1]..(r + 1) * s1[1]];
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = source_index(j as isize - left as isize, s1[1], boundary)
-                            .map_or(fill, |c| src[c]);
-                    }
-                }
-            }
-        }
-        // SAFETY: band b alone writes output rows p0..p0 + rows.
-        let out_band = unsafe { shared.slice_mut(p0 * wo, rows * wo) };
-        func(
-            Plane {
-                data: &padded,
-                rows: rows + s2[0] - 1,
-                cols: wp,
-                ld: wp,
-            },
-            Plane {
-                data: &kernel,
-                rows: s2[0],
-                cols: s2[1],
-                ld: s2[1],
-            },
-            PlaneMut {
-                data: out_band,
-                rows,
-                cols: wo,
-                ld: wo,
-            },
-        );
+    l.for_each_band(size_of::<T>(), s2[0] * s2[1], |band, p0, rows| {
+        let mut padded = try_zeroed::<T>((band + s2[0] - 1) * l.wp, "padded band")?;
+        l.pad_band(in1, fill, p0, rows, &mut padded);
+        // SAFETY: this band alone writes output rows p0..p0 + rows.
+        let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
+        correlate_band(&l, func, &padded, &kernel, rows, out_band);
         Ok(())
-    })?;
-    Ok(())
+    })
+}
+
+/// The complex counterpart of [`filter2d`] on interleaved `(re, im)` pairs:
+/// `(a + ib)⋆(c + id) = (a⋆c − b⋆d) + i(a⋆d + b⋆c)`, four real planar correlations.
+#[allow(clippy::too_many_arguments)]
+pub fn filter2d_complex<T: PlanarElem + std::ops::Add<Output = T> + std::ops::Sub<Output = T>>(
+    in1: &[T],
+    s1: [usize; 2],
+    in2: &[T],
+    s2: [usize; 2],
+    flip: bool,
+    mode: Mode,
+    boundary: Boundary,
+    fill: (T, T),
+    out: &mut [T],
+    level: SimdLevel,
+) -> Result<()> {
+    let Some(l) = prepare(s1, s2, flip, mode, boundary, out.len() / 2)? else {
+        out.fill(T::default());
+        return Ok(());
+    };
+    let split =
+        |v: &[T], part: usize| -> Vec<T> { v.iter().skip(part).step_by(2).copied().collect() };
+    let (re1, im1) = (split(in1, 0), split(in1, 1));
+    let (kre, kim) = (flipped(&split(in2, 0), flip), flipped(&split(in2, 1), flip));
+    let func = T::planar_kernel(level);
+    let shared = SharedOut::new(out);
+    l.for_each_band(2 * size_of::<T>(), 4 * s2[0] * s2[1], |band, p0, rows| {
+        let plen = (band + s2[0] - 1) * l.wp;
+        let mut pre = try_zeroed::<T>(plen, "padded band")?;
+        let mut pim = try_zeroed::<T>(plen, "padded band")?;
+        l.pad_band(&re1, fill.0, p0, rows, &mut pre);
+        l.pad_band(&im1, fill.1, p0, rows, &mut pim);
+        let n = rows * l.wo;
+        let mut t = try_zeroed::<T>(4 * n, "complex partial sums")?;
+        let (ac, rest) = t.split_at_mut(n);
+        let (bd, rest) = rest.split_at_mut(n);
+        let (ad, bc) = rest.split_at_mut(n);
+        correlate_band(&l, func, &pre, &kre, rows, ac);
+        correlate_band(&l, func, &pim, &kim, rows, bd);
+        correlate_band(&l, func, &pre, &kim, rows, ad);
+        correlate_band(&l, func, &pim, &kre, rows, bc);
+        // SAFETY: this band alone writes output rows p0..p0 + rows.
+        let out_band = unsafe { shared.slice_mut(2 * p0 * l.wo, 2 * n) };
+        for (i, o) in out_band.chunks_exact_mut(2).enumerate() {
+            o[0] = ac[i] - bd[i];
+            o[1] = ad[i] + bc[i];
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periodic_boundaries_reach_past_one_period() {
+        assert_eq!(source_index(-5, 2, Boundary::Wrap), Some(1));
+        assert_eq!(source_index(7, 3, Boundary::Wrap), Some(1));
+        // symmetric: ... 1 0 | 0 1 | 1 0 | 0 1 ...
+        assert_eq!(source_index(-1, 2, Boundary::Symm), Some(0));
+        assert_eq!(source_index(-3, 2, Boundary::Symm), Some(1));
+        assert_eq!(source_index(5, 2, Boundary::Symm), Some(1));
+        assert_eq!(source_index(-1, 2, Boundary::Fill), None);
+    }
+
+    #[test]
+    fn empty_shapes_follow_scipy() {
+        assert_eq!(output_shape([0, 3], [2, 2], Mode::Full, true), Ok([1, 4]));
+        assert!(output_shape([0, 3], [0, 2], Mode::Full, true).is_err());
+        let mut out = vec![0.0f64; 4];
+        filter2d(
+            &[],
+            [0, 3],
+            &[1.0; 4],
+            [2, 2],
+            true,
+            Mode::Full,
+            Boundary::Fill,
+            5.0,
+            &mut out,
+            SimdLevel::Scalar,
+        )
+        .unwrap();
+        assert_eq!(out, vec![20.0; 4]);
+        assert!(filter2d(
+            &[],
+            [0, 3],
+            &[1.0; 4],
+            [2, 2],
+            true,
+            Mode::Full,
+            Boundary::Wrap,
+            5.0,
+            &mut out,
+            SimdLevel::Scalar
+        )
+        .is_err());
+    }
 }

@@ -1,0 +1,447 @@
+//! AVX-512 and AVX2+FMA planar kernels.
+//!
+//! Floats: a register block of `R` output rows × `NV` vectors. Each input row `i` of the
+//! block's window is loaded once per tap column `s` and feeds every output row `p` whose
+//! kernel row `i - p` exists, so loads per FMA stay well below one and the FMA pipes, not
+//! the load ports, set the speed. Column tails use masked loads and stores, which never
+//! touch memory outside the plane, so callers need no slack after their buffers.
+//!
+//! Integers: the reference loops compiled with the ISA enabled, which LLVM vectorises into
+//! wrapping lane arithmetic (bit-exact with SciPy's wrap-around).
+
+use std::arch::x86_64::*;
+
+use super::{check_shapes, scalar, PlanarElem, PlanarFn, Plane, PlaneMut};
+
+/// One ISA's vector of floats, with the few operations the kernel needs. Every method is
+/// `#[inline(always)]` so it is compiled inside the `#[target_feature]` entry point.
+trait Vector: Copy {
+    type E: Copy;
+    /// Per-vector column mask (a tail of `n` valid lanes).
+    type M: Copy;
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(p: *const Self::E) -> Self;
+    unsafe fn load(p: *const Self::E) -> Self;
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn store(self, p: *mut Self::E);
+    unsafe fn mask(n: usize) -> Self::M;
+    unsafe fn load_m(p: *const Self::E, m: Self::M) -> Self;
+    unsafe fn store_m(self, p: *mut Self::E, m: Self::M);
+}
+
+macro_rules! avx512_vector {
+    ($name:ident, $e:ty, $v:ty, $m:ty, $lanes:expr, $zero:ident, $set1:ident, $load:ident,
+     $fma:ident, $store:ident, $maskz_load:ident, $mask_store:ident) => {
+        #[derive(Clone, Copy)]
+        struct $name($v);
+        impl Vector for $name {
+            type E = $e;
+            type M = $m;
+            const LANES: usize = $lanes;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                // SAFETY: the entry point enabled this ISA (true of every method here).
+                Self(unsafe { $zero() })
+            }
+            #[inline(always)]
+            unsafe fn splat(p: *const $e) -> Self {
+                // SAFETY: the caller passes a readable element.
+                Self(unsafe { $set1(*p) })
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const $e) -> Self {
+                // SAFETY: the caller guarantees LANES readable elements.
+                Self(unsafe { $load(p) })
+            }
+            #[inline(always)]
+            unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+                // SAFETY: register-only instruction of the enabled ISA.
+                Self(unsafe { $fma(a.0, b.0, c.0) })
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut $e) {
+                // SAFETY: the caller guarantees LANES writable elements.
+                unsafe { $store(p, self.0) }
+            }
+            #[inline(always)]
+            unsafe fn mask(n: usize) -> $m {
+                if n >= $lanes {
+                    <$m>::MAX
+                } else {
+                    ((1u32 << n) - 1) as $m
+                }
+            }
+            #[inline(always)]
+            unsafe fn load_m(p: *const $e, m: $m) -> Self {
+                // SAFETY: masked-off lanes are not accessed; the caller guarantees the rest.
+                Self(unsafe { $maskz_load(m, p) })
+            }
+            #[inline(always)]
+            unsafe fn store_m(self, p: *mut $e, m: $m) {
+                // SAFETY: as for `load_m`.
+                unsafe { $mask_store(p, m, self.0) }
+            }
+        }
+    };
+}
+
+avx512_vector!(
+    F32x16,
+    f32,
+    __m512,
+    __mmask16,
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps,
+    _mm512_maskz_loadu_ps,
+    _mm512_mask_storeu_ps
+);
+avx512_vector!(
+    F64x8,
+    f64,
+    __m512d,
+    __mmask8,
+    8,
+    _mm512_setzero_pd,
+    _mm512_set1_pd,
+    _mm512_loadu_pd,
+    _mm512_fmadd_pd,
+    _mm512_storeu_pd,
+    _mm512_maskz_loadu_pd,
+    _mm512_mask_storeu_pd
+);
+
+macro_rules! avx2_vector {
+    ($name:ident, $e:ty, $v:ty, $lanes:expr, $zero:ident, $set1:ident, $load:ident,
+     $fma:ident, $store:ident, $mload:ident, $mstore:ident, $set_mask:ident, $mask_t:ty) => {
+        #[derive(Clone, Copy)]
+        struct $name($v);
+        impl Vector for $name {
+            type E = $e;
+            type M = __m256i;
+            const LANES: usize = $lanes;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                // SAFETY: the entry point enabled this ISA (true of every method here).
+                Self(unsafe { $zero() })
+            }
+            #[inline(always)]
+            unsafe fn splat(p: *const $e) -> Self {
+                // SAFETY: the caller passes a readable element.
+                Self(unsafe { $set1(*p) })
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const $e) -> Self {
+                // SAFETY: the caller guarantees LANES readable elements.
+                Self(unsafe { $load(p) })
+            }
+            #[inline(always)]
+            unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+                // SAFETY: register-only instruction of the enabled ISA.
+                Self(unsafe { $fma(a.0, b.0, c.0) })
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut $e) {
+                // SAFETY: the caller guarantees LANES writable elements.
+                unsafe { $store(p, self.0) }
+            }
+            #[inline(always)]
+            unsafe fn mask(n: usize) -> __m256i {
+                // Lane l is active when its sign bit is set, i.e. when l < n.
+                let lane: [$mask_t; $lanes] = std::array::from_fn(|l| l as $mask_t);
+                // SAFETY: `lane` holds exactly one vector.
+                unsafe {
+                    let lane = _mm256_loadu_si256(lane.as_ptr().cast());
+                    $set_mask(lane, n.min($lanes) as $mask_t)
+                }
+            }
+            #[inline(always)]
+            unsafe fn load_m(p: *const $e, m: __m256i) -> Self {
+                // SAFETY: masked-off lanes are not accessed; the caller guarantees the rest.
+                Self(unsafe { $mload(p, m) })
+            }
+            #[inline(always)]
+            unsafe fn store_m(self, p: *mut $e, m: __m256i) {
+                // SAFETY: as for `load_m`.
+                unsafe { $mstore(p, m, self.0) }
+            }
+        }
+    };
+}
+
+#[inline(always)]
+unsafe fn lanes_below_i32(lane: __m256i, n: i32) -> __m256i {
+    // SAFETY: register-only AVX2 instructions; callers run under AVX2.
+    unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane) }
+}
+
+#[inline(always)]
+unsafe fn lanes_below_i64(lane: __m256i, n: i64) -> __m256i {
+    // SAFETY: register-only AVX2 instructions; callers run under AVX2.
+    unsafe { _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane) }
+}
+
+avx2_vector!(
+    F32x8,
+    f32,
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps,
+    _mm256_maskload_ps,
+    _mm256_maskstore_ps,
+    lanes_below_i32,
+    i32
+);
+avx2_vector!(
+    F64x4,
+    f64,
+    __m256d,
+    4,
+    _mm256_setzero_pd,
+    _mm256_set1_pd,
+    _mm256_loadu_pd,
+    _mm256_fmadd_pd,
+    _mm256_storeu_pd,
+    _mm256_maskload_pd,
+    _mm256_maskstore_pd,
+    lanes_below_i64,
+    i64
+);
+
+/// Output rows `p0..p0 + R`, columns `q..q + NV·LANES` (fewer when `TAIL`, then `cols`
+/// gives how many are valid).
+///
+/// # Safety
+/// Shapes checked by `check_shapes`; `p0 + R <= out.rows`; `q + cols <= out.cols`, and
+/// `cols == NV·LANES` unless `TAIL`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
+    x: *const V::E,
+    ldx: usize,
+    k: *const V::E,
+    kh: usize,
+    kw: usize,
+    ldk: usize,
+    out: *mut V::E,
+    ldo: usize,
+    cols: usize,
+) {
+    let mut acc = [[unsafe { V::zero() }; NV]; R];
+    let mut masks = [unsafe { V::mask(V::LANES) }; NV];
+    if TAIL {
+        for (j, m) in masks.iter_mut().enumerate() {
+            *m = unsafe { V::mask(cols.saturating_sub(j * V::LANES)) };
+        }
+    }
+    for i in 0..R + kh - 1 {
+        // SAFETY: input row i of the window is row p0 + i < x.rows.
+        let xrow = unsafe { x.add(i * ldx) };
+        for s in 0..kw {
+            let mut xv = [unsafe { V::zero() }; NV];
+            for j in 0..NV {
+                // SAFETY: column q + j·LANES + s + lane <= out.cols - 1 + kw - 1 < x.cols
+                // for every valid lane; the tail masks the others off.
+                let p = unsafe { xrow.add(j * V::LANES + s) };
+                xv[j] = unsafe {
+                    if TAIL {
+                        V::load_m(p, masks[j])
+                    } else {
+                        V::load(p)
+                    }
+                };
+            }
+            for (p, acc_p) in acc.iter_mut().enumerate() {
+                // Kernel row r = i - p feeds output row p when it exists.
+                if i >= p && i - p < kh {
+                    // SAFETY: r < kh, s < kw.
+                    let w = unsafe { V::splat(k.add((i - p) * ldk + s)) };
+                    for j in 0..NV {
+                        acc_p[j] = unsafe { V::fma(w, xv[j], acc_p[j]) };
+                    }
+                }
+            }
+        }
+    }
+    for (p, acc_p) in acc.iter().enumerate() {
+        for j in 0..NV {
+            // SAFETY: output row p0 + p, columns within `cols` (masked in the tail).
+            unsafe {
+                let o = out.add(p * ldo + j * V::LANES);
+                if TAIL {
+                    acc_p[j].store_m(o, masks[j]);
+                } else {
+                    acc_p[j].store(o);
+                }
+            }
+        }
+    }
+}
+
+/// Output rows `p0..p0 + R` across the whole width.
+///
+/// # Safety
+/// As for [`block`] without the column conditions.
+#[inline(always)]
+unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
+    x: Plane<'_, V::E>,
+    k: Plane<'_, V::E>,
+    out: &mut PlaneMut<'_, V::E>,
+    p0: usize,
+) {
+    let step = NV * V::LANES;
+    let xp = unsafe { x.data.as_ptr().add(p0 * x.ld) };
+    let op = unsafe { out.data.as_mut_ptr().add(p0 * out.ld) };
+    let kp = k.data.as_ptr();
+    let mut q = 0;
+    while q + step <= out.cols {
+        // SAFETY: full block inside the plane (see `block`).
+        unsafe {
+            block::<V, R, NV, false>(
+                xp.add(q),
+                x.ld,
+                kp,
+                k.rows,
+                k.cols,
+                k.ld,
+                op.add(q),
+                out.ld,
+                step,
+            )
+        };
+        q += step;
+    }
+    if q < out.cols {
+        // SAFETY: masked tail of `out.cols - q` columns.
+        unsafe {
+            block::<V, R, NV, true>(
+                xp.add(q),
+                x.ld,
+                kp,
+                k.rows,
+                k.cols,
+                k.ld,
+                op.add(q),
+                out.ld,
+                out.cols - q,
+            )
+        };
+    }
+}
+
+/// The whole plane in blocks of 6 rows (fewer for the last one).
+///
+/// # Safety
+/// The CPU supports `V`'s instructions.
+#[inline(always)]
+unsafe fn plane<V: Vector, const NV: usize>(
+    x: Plane<'_, V::E>,
+    k: Plane<'_, V::E>,
+    mut out: PlaneMut<'_, V::E>,
+) {
+    assert!(
+        check_shapes(&x, &k, &out),
+        "planar kernel called with inconsistent shapes"
+    );
+    if out.rows == 0 || out.cols == 0 {
+        return;
+    }
+    let mut p0 = 0;
+    // SAFETY (all calls): shapes checked above; each block's rows lie inside the plane.
+    while p0 + 6 <= out.rows {
+        unsafe { row_block::<V, 6, NV>(x, k, &mut out, p0) };
+        p0 += 6;
+    }
+    match out.rows - p0 {
+        0 => {}
+        1 => unsafe { row_block::<V, 1, NV>(x, k, &mut out, p0) },
+        2 => unsafe { row_block::<V, 2, NV>(x, k, &mut out, p0) },
+        3 => unsafe { row_block::<V, 3, NV>(x, k, &mut out, p0) },
+        4 => unsafe { row_block::<V, 4, NV>(x, k, &mut out, p0) },
+        _ => unsafe { row_block::<V, 5, NV>(x, k, &mut out, p0) },
+    }
+}
+
+/// `#[target_feature]` entry points: the generic bodies above are inlined into them.
+macro_rules! entry {
+    ($name:ident, $safe:ident, $t:ty, $features:literal, $body:expr) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>) {
+            // SAFETY: forwarded; the caller checked the CPU.
+            unsafe { $body(x, k, out) }
+        }
+        fn $safe(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>) {
+            // SAFETY: only handed out by `select` for a level this CPU supports.
+            unsafe { $name(x, k, out) }
+        }
+    };
+}
+
+entry!(
+    f32_avx512,
+    f32_avx512_fn,
+    f32,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
+    plane::<F32x16, 4>
+);
+entry!(
+    f64_avx512,
+    f64_avx512_fn,
+    f64,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
+    plane::<F64x8, 4>
+);
+entry!(f32_avx2, f32_avx2_fn, f32, "avx2,fma", plane::<F32x8, 2>);
+entry!(f64_avx2, f64_avx2_fn, f64, "avx2,fma", plane::<F64x4, 2>);
+
+pub fn f32_kernel(avx512: bool) -> PlanarFn<f32> {
+    if avx512 {
+        f32_avx512_fn
+    } else {
+        f32_avx2_fn
+    }
+}
+
+pub fn f64_kernel(avx512: bool) -> PlanarFn<f64> {
+    if avx512 {
+        f64_avx512_fn
+    } else {
+        f64_avx2_fn
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+unsafe fn int_avx512<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+    scalar::correlate_valid_inline(x, k, out)
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn int_avx2<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+    scalar::correlate_valid_inline(x, k, out)
+}
+
+fn int_avx512_fn<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+    // SAFETY: only handed out by `int_kernel` for a level this CPU supports.
+    unsafe { int_avx512(x, k, out) }
+}
+
+fn int_avx2_fn<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+    // SAFETY: only handed out by `int_kernel` for a level this CPU supports.
+    unsafe { int_avx2(x, k, out) }
+}
+
+pub fn int_kernel<T: PlanarElem>(avx512: bool) -> PlanarFn<T> {
+    if avx512 {
+        int_avx512_fn::<T>
+    } else {
+        int_avx2_fn::<T>
+    }
+}
