@@ -170,10 +170,13 @@ impl Layout {
     }
 
     /// Splits the output rows into tasks, and each task into bands whose padded copy
-    /// stays within a cache-sized budget. Calls `run(band_buffer_rows, p0, rows)`.
-    fn for_each_band<F>(&self, bytes_per_elem: usize, kernel_area: usize, run: F) -> Result<()>
+    /// stays within a cache-sized budget. Each task allocates one scratch buffer of
+    /// `scratch(band_rows)` elements and calls `run(&mut scratch, p0, rows)` per band.
+    fn for_each_band<T, S, F>(&self, kernel_area: usize, scratch: S, run: F) -> Result<()>
     where
-        F: Fn(usize, usize, usize) -> Result<()> + Sync + Send,
+        T: Copy + Default,
+        S: Fn(usize) -> usize + Sync + Send,
+        F: Fn(&mut [T], usize, usize) -> Result<()> + Sync + Send,
     {
         const BAND_BYTES: usize = 256 << 10;
         let flops = 2.0 * (self.ho * self.wo) as f64 * kernel_area as f64;
@@ -181,16 +184,19 @@ impl Layout {
         // A few tasks per thread balance uneven progress; one thread needs only one.
         let tasks = if threads == 1 { 1 } else { threads * 4 }.min(self.ho);
         let per_task = self.ho.div_ceil(tasks);
-        let band = (BAND_BYTES / (self.wp * bytes_per_elem).max(1))
+        let row_bytes = scratch(1).saturating_sub(scratch(0)).max(1) * size_of::<T>();
+        let band = (BAND_BYTES / row_bytes)
             .saturating_sub(self.s2[0] - 1)
             .max(6)
             .min(per_task);
+        checked_product(&[scratch(band), size_of::<T>()], "band workspace")?;
         for_each_task(self.ho.div_ceil(per_task), threads, |t| {
             let (start, end) = (t * per_task, ((t + 1) * per_task).min(self.ho));
+            let mut buf = try_zeroed::<T>(scratch(band), "band workspace")?;
             let mut p0 = start;
             while p0 < end {
                 let rows = band.min(end - p0);
-                run(band, p0, rows)?;
+                run(&mut buf, p0, rows)?;
                 p0 += rows;
             }
             Ok(())
@@ -283,14 +289,18 @@ pub fn filter2d<T: PlanarElem>(
     let kernel = flipped(in2, flip);
     let func = T::planar_kernel(level);
     let shared = SharedOut::new(out);
-    l.for_each_band(size_of::<T>(), s2[0] * s2[1], |band, p0, rows| {
-        let mut padded = try_zeroed::<T>((band + s2[0] - 1) * l.wp, "padded band")?;
-        l.pad_band(in1, fill, p0, rows, &mut padded);
-        // SAFETY: this band alone writes output rows p0..p0 + rows.
-        let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
-        correlate_band(&l, func, &padded, &kernel, rows, out_band);
-        Ok(())
-    })
+    let kh = s2[0];
+    l.for_each_band(
+        kh * s2[1],
+        |band| (band + kh - 1) * l.wp,
+        |padded: &mut [T], p0, rows| {
+            l.pad_band(in1, fill, p0, rows, padded);
+            // SAFETY: this band alone writes output rows p0..p0 + rows.
+            let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
+            correlate_band(&l, func, padded, &kernel, rows, out_band);
+            Ok(())
+        },
+    )
 }
 
 /// The complex counterpart of [`filter2d`] on interleaved `(re, im)` pairs:
@@ -318,29 +328,34 @@ pub fn filter2d_complex<T: PlanarElem + std::ops::Add<Output = T> + std::ops::Su
     let (kre, kim) = (flipped(&split(in2, 0), flip), flipped(&split(in2, 1), flip));
     let func = T::planar_kernel(level);
     let shared = SharedOut::new(out);
-    l.for_each_band(2 * size_of::<T>(), 4 * s2[0] * s2[1], |band, p0, rows| {
-        let plen = (band + s2[0] - 1) * l.wp;
-        let mut pre = try_zeroed::<T>(plen, "padded band")?;
-        let mut pim = try_zeroed::<T>(plen, "padded band")?;
-        l.pad_band(&re1, fill.0, p0, rows, &mut pre);
-        l.pad_band(&im1, fill.1, p0, rows, &mut pim);
-        let n = rows * l.wo;
-        let mut t = try_zeroed::<T>(4 * n, "complex partial sums")?;
-        let (ac, rest) = t.split_at_mut(n);
-        let (bd, rest) = rest.split_at_mut(n);
-        let (ad, bc) = rest.split_at_mut(n);
-        correlate_band(&l, func, &pre, &kre, rows, ac);
-        correlate_band(&l, func, &pim, &kim, rows, bd);
-        correlate_band(&l, func, &pre, &kim, rows, ad);
-        correlate_band(&l, func, &pim, &kre, rows, bc);
-        // SAFETY: this band alone writes output rows p0..p0 + rows.
-        let out_band = unsafe { shared.slice_mut(2 * p0 * l.wo, 2 * n) };
-        for (i, o) in out_band.chunks_exact_mut(2).enumerate() {
-            o[0] = ac[i] - bd[i];
-            o[1] = ad[i] + bc[i];
-        }
-        Ok(())
-    })
+    let kh = s2[0];
+    l.for_each_band(
+        4 * kh * s2[1],
+        |band| 2 * (band + kh - 1) * l.wp + 4 * band * l.wo,
+        |buf: &mut [T], p0, rows| {
+            let plen = (rows + kh - 1) * l.wp;
+            let n = rows * l.wo;
+            let (pre, rest) = buf.split_at_mut(plen);
+            let (pim, rest) = rest.split_at_mut(plen);
+            let (ac, rest) = rest.split_at_mut(n);
+            let (bd, rest) = rest.split_at_mut(n);
+            let (ad, rest) = rest.split_at_mut(n);
+            let bc = &mut rest[..n];
+            l.pad_band(&re1, fill.0, p0, rows, pre);
+            l.pad_band(&im1, fill.1, p0, rows, pim);
+            correlate_band(&l, func, pre, &kre, rows, ac);
+            correlate_band(&l, func, pim, &kim, rows, bd);
+            correlate_band(&l, func, pre, &kim, rows, ad);
+            correlate_band(&l, func, pim, &kre, rows, bc);
+            // SAFETY: this band alone writes output rows p0..p0 + rows.
+            let out_band = unsafe { shared.slice_mut(2 * p0 * l.wo, 2 * n) };
+            for (i, o) in out_band.chunks_exact_mut(2).enumerate() {
+                o[0] = ac[i] - bd[i];
+                o[1] = ad[i] + bc[i];
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

@@ -259,13 +259,24 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
                     }
                 };
             }
-            for (p, acc_p) in acc.iter_mut().enumerate() {
-                // Kernel row r = i - p feeds output row p when it exists.
-                if i >= p && i - p < kh {
-                    // SAFETY: r < kh, s < kw.
+            // Kernel row r = i - p feeds output row p when it exists; in the middle of
+            // a tall kernel every row of the block has one, and the test is skipped.
+            if i + 1 >= R && i < kh {
+                for (p, acc_p) in acc.iter_mut().enumerate() {
+                    // SAFETY: r = i - p < kh, s < kw.
                     let w = unsafe { V::splat(k.add((i - p) * ldk + s)) };
                     for j in 0..NV {
                         acc_p[j] = unsafe { V::fma(w, xv[j], acc_p[j]) };
+                    }
+                }
+            } else {
+                for (p, acc_p) in acc.iter_mut().enumerate() {
+                    if i >= p && i - p < kh {
+                        // SAFETY: r = i - p < kh, s < kw.
+                        let w = unsafe { V::splat(k.add((i - p) * ldk + s)) };
+                        for j in 0..NV {
+                            acc_p[j] = unsafe { V::fma(w, xv[j], acc_p[j]) };
+                        }
                     }
                 }
             }
