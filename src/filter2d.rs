@@ -141,15 +141,26 @@ impl Layout {
         })
     }
 
-    /// Fills `dst` (rows `p0 .. p0 + rows + kh - 1` of the padded plane) from `src`.
-    fn pad_band<T: Copy>(&self, src: &[T], fill: T, p0: usize, rows: usize, dst: &mut [T]) {
+    /// Fills `dst` with the padded input that output rows `p0..p0 + rows`, columns
+    /// `q0..q0 + cols` read: `rows + kh - 1` rows of `cols + kw - 1` elements.
+    #[allow(clippy::too_many_arguments)]
+    fn pad_block<T: Copy>(
+        &self,
+        src: &[T],
+        fill: T,
+        p0: usize,
+        rows: usize,
+        q0: usize,
+        cols: usize,
+        dst: &mut [T],
+    ) {
         let (h, w) = (self.s1[0], self.s1[1]);
-        let wp = self.wp;
-        // Columns `lo..hi` of a padded row come straight from one input row.
-        let lo = self.left.min(wp);
-        let hi = (self.left + w).min(wp).max(lo);
+        let wb = cols + self.s2[1] - 1;
+        // Padded columns `lo..hi` come straight from one input row.
+        let lo = self.left.saturating_sub(q0).min(wb);
+        let hi = (self.left + w).saturating_sub(q0).min(wb).max(lo);
         for (i, d) in dst
-            .chunks_exact_mut(wp)
+            .chunks_exact_mut(wb)
             .take(rows + self.s2[0] - 1)
             .enumerate()
         {
@@ -158,14 +169,100 @@ impl Layout {
                 Some(r) => {
                     let s = &src[r * w..(r + 1) * w];
                     if hi > lo {
-                        d[lo..hi].copy_from_slice(&s[lo - self.left..hi - self.left]);
+                        d[lo..hi].copy_from_slice(&s[q0 + lo - self.left..q0 + hi - self.left]);
                     }
-                    for j in (0..lo).chain(hi..wp) {
-                        d[j] = source_index(j as isize - self.left as isize, w, self.boundary)
-                            .map_or(fill, |c| s[c]);
+                    for j in (0..lo).chain(hi..wb) {
+                        let c = (q0 + j) as isize - self.left as isize;
+                        d[j] = source_index(c, w, self.boundary).map_or(fill, |c| s[c]);
                     }
                 }
             }
+        }
+    }
+
+    /// Output rows `p0..p0 + rows` into `out` (`rows × wo`). The interior, where every
+    /// tap lies inside `src`, is read in place; only the border is copied with padding
+    /// (into `scratch`, at least `(rows + kh - 1) · wp` elements), so the bulk of a large
+    /// image costs no extra memory traffic.
+    #[allow(clippy::too_many_arguments)]
+    fn correlate_rows<T: Copy>(
+        &self,
+        func: PlanarFn<T>,
+        src: &[T],
+        fill: T,
+        k: &[T],
+        p0: usize,
+        rows: usize,
+        out: &mut [T],
+        scratch: &mut [T],
+    ) {
+        let (kh, kw) = (self.s2[0], self.s2[1]);
+        let (h, w) = (self.s1[0], self.s1[1]);
+        let kplane = Plane {
+            data: k,
+            rows: kh,
+            cols: kw,
+            ld: kw,
+        };
+        let wo = self.wo;
+        let padded =
+            |scratch: &mut [T], out: &mut [T], pa: usize, n: usize, q0: usize, cols: usize| {
+                if n == 0 || cols == 0 {
+                    return;
+                }
+                let wb = cols + kw - 1;
+                self.pad_block(src, fill, pa, n, q0, cols, scratch);
+                func(
+                    Plane {
+                        data: &scratch[..(n + kh - 1) * wb],
+                        rows: n + kh - 1,
+                        cols: wb,
+                        ld: wb,
+                    },
+                    kplane,
+                    PlaneMut {
+                        data: &mut out[(pa - p0) * wo + q0..],
+                        rows: n,
+                        cols,
+                        ld: wo,
+                    },
+                );
+            };
+        // Interior rows and columns: p - top >= 0 and p - top + kh <= h (likewise q).
+        let inner = |lo: usize, len: usize, k: usize, n: usize| {
+            let a = lo.min(n);
+            (a, (len + lo + 1).saturating_sub(k).min(n).max(a))
+        };
+        let (r_lo, r_hi) = inner(self.top, h, kh, self.ho);
+        let (c_lo, c_hi) = inner(self.left, w, kw, wo);
+        let end = p0 + rows;
+        let a = r_lo.clamp(p0, end);
+        let b = r_hi.clamp(a, end);
+        if c_hi == c_lo {
+            padded(scratch, out, p0, rows, 0, wo);
+            return;
+        }
+        padded(scratch, out, p0, a - p0, 0, wo);
+        padded(scratch, out, b, end - b, 0, wo);
+        if b > a {
+            padded(scratch, out, a, b - a, 0, c_lo);
+            padded(scratch, out, a, b - a, c_hi, wo - c_hi);
+            let start = (a - self.top) * w + (c_lo - self.left);
+            func(
+                Plane {
+                    data: &src[start..],
+                    rows: b - a + kh - 1,
+                    cols: c_hi - c_lo + kw - 1,
+                    ld: w,
+                },
+                kplane,
+                PlaneMut {
+                    data: &mut out[(a - p0) * wo + c_lo..],
+                    rows: b - a,
+                    cols: c_hi - c_lo,
+                    ld: wo,
+                },
+            );
         }
     }
 
@@ -210,37 +307,6 @@ fn flipped<T: Copy>(k: &[T], flip: bool) -> Vec<T> {
     } else {
         k.to_vec()
     }
-}
-
-/// Runs `func` on a padded band (`rows + kh - 1` rows of `wp`) into `out` (`rows × wo`).
-fn correlate_band<T>(
-    l: &Layout,
-    func: PlanarFn<T>,
-    padded: &[T],
-    k: &[T],
-    rows: usize,
-    out: &mut [T],
-) {
-    func(
-        Plane {
-            data: &padded[..(rows + l.s2[0] - 1) * l.wp],
-            rows: rows + l.s2[0] - 1,
-            cols: l.wp,
-            ld: l.wp,
-        },
-        Plane {
-            data: k,
-            rows: l.s2[0],
-            cols: l.s2[1],
-            ld: l.s2[1],
-        },
-        PlaneMut {
-            data: out,
-            rows,
-            cols: l.wo,
-            ld: l.wo,
-        },
-    );
 }
 
 /// Shape checks shared by the real and complex paths. `Ok(None)` means the result is
@@ -294,10 +360,9 @@ pub fn filter2d<T: PlanarElem>(
         kh * s2[1],
         |band| (band + kh - 1) * l.wp,
         |padded: &mut [T], p0, rows| {
-            l.pad_band(in1, fill, p0, rows, padded);
             // SAFETY: this band alone writes output rows p0..p0 + rows.
             let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
-            correlate_band(&l, func, padded, &kernel, rows, out_band);
+            l.correlate_rows(func, in1, fill, &kernel, p0, rows, out_band, padded);
             Ok(())
         },
     )
@@ -331,22 +396,17 @@ pub fn filter2d_complex<T: PlanarElem + std::ops::Add<Output = T> + std::ops::Su
     let kh = s2[0];
     l.for_each_band(
         4 * kh * s2[1],
-        |band| 2 * (band + kh - 1) * l.wp + 4 * band * l.wo,
+        |band| (band + kh - 1) * l.wp + 4 * band * l.wo,
         |buf: &mut [T], p0, rows| {
-            let plen = (rows + kh - 1) * l.wp;
             let n = rows * l.wo;
-            let (pre, rest) = buf.split_at_mut(plen);
-            let (pim, rest) = rest.split_at_mut(plen);
-            let (ac, rest) = rest.split_at_mut(n);
+            let (ac, rest) = buf.split_at_mut(n);
             let (bd, rest) = rest.split_at_mut(n);
             let (ad, rest) = rest.split_at_mut(n);
-            let bc = &mut rest[..n];
-            l.pad_band(&re1, fill.0, p0, rows, pre);
-            l.pad_band(&im1, fill.1, p0, rows, pim);
-            correlate_band(&l, func, pre, &kre, rows, ac);
-            correlate_band(&l, func, pim, &kim, rows, bd);
-            correlate_band(&l, func, pre, &kim, rows, ad);
-            correlate_band(&l, func, pim, &kre, rows, bc);
+            let (bc, padded) = rest.split_at_mut(n);
+            l.correlate_rows(func, &re1, fill.0, &kre, p0, rows, ac, padded);
+            l.correlate_rows(func, &im1, fill.1, &kim, p0, rows, bd, padded);
+            l.correlate_rows(func, &re1, fill.0, &kim, p0, rows, ad, padded);
+            l.correlate_rows(func, &im1, fill.1, &kre, p0, rows, bc, padded);
             // SAFETY: this band alone writes output rows p0..p0 + rows.
             let out_band = unsafe { shared.slice_mut(2 * p0 * l.wo, 2 * n) };
             for (i, o) in out_band.chunks_exact_mut(2).enumerate() {

@@ -297,6 +297,105 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     }
 }
 
+/// [`block`] for a kernel of exactly `KH` rows (1..=3): the row loop is unrolled at
+/// compile time, so which output rows each input row feeds is known statically, and the
+/// `KH` weights of a tap column stay in registers (24 acc + 4 inputs + 3 weights).
+///
+/// # Safety
+/// As for [`block`], with `kh == KH`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_short<
+    V: Vector,
+    const R: usize,
+    const NV: usize,
+    const TAIL: bool,
+    const KH: usize,
+>(
+    x: *const V::E,
+    ldx: usize,
+    k: *const V::E,
+    kw: usize,
+    ldk: usize,
+    out: *mut V::E,
+    ldo: usize,
+    cols: usize,
+) {
+    let mut acc = [[unsafe { V::zero() }; NV]; R];
+    let mut masks = [unsafe { V::mask(V::LANES) }; NV];
+    if TAIL {
+        for (j, m) in masks.iter_mut().enumerate() {
+            *m = unsafe { V::mask(cols.saturating_sub(j * V::LANES)) };
+        }
+    }
+    for s in 0..kw {
+        // SAFETY: r < KH, s < kw.
+        let w: [V; KH] = std::array::from_fn(|r| unsafe { V::splat(k.add(r * ldk + s)) });
+        for i in 0..R + KH - 1 {
+            let mut xv = [unsafe { V::zero() }; NV];
+            for j in 0..NV {
+                // SAFETY: as in `block`.
+                let p = unsafe { x.add(i * ldx + j * V::LANES + s) };
+                xv[j] = unsafe {
+                    if TAIL {
+                        V::load_m(p, masks[j])
+                    } else {
+                        V::load(p)
+                    }
+                };
+            }
+            for (p, acc_p) in acc.iter_mut().enumerate() {
+                if i >= p && i - p < KH {
+                    for j in 0..NV {
+                        acc_p[j] = unsafe { V::fma(w[i - p], xv[j], acc_p[j]) };
+                    }
+                }
+            }
+        }
+    }
+    for (p, acc_p) in acc.iter().enumerate() {
+        for j in 0..NV {
+            // SAFETY: as in `block`.
+            unsafe {
+                let o = out.add(p * ldo + j * V::LANES);
+                if TAIL {
+                    acc_p[j].store_m(o, masks[j]);
+                } else {
+                    acc_p[j].store(o);
+                }
+            }
+        }
+    }
+}
+
+/// One block of any height, dispatching short kernels to [`block_short`].
+///
+/// # Safety
+/// As for [`block`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn any_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
+    x: *const V::E,
+    ldx: usize,
+    k: *const V::E,
+    kh: usize,
+    kw: usize,
+    ldk: usize,
+    out: *mut V::E,
+    ldo: usize,
+    cols: usize,
+) {
+    // SAFETY (all arms): forwarded contract; each arm matches `kh`.
+    unsafe {
+        match kh {
+            1 => block_short::<V, R, NV, TAIL, 1>(x, ldx, k, kw, ldk, out, ldo, cols),
+            2 => block_short::<V, R, NV, TAIL, 2>(x, ldx, k, kw, ldk, out, ldo, cols),
+            3 => block_short::<V, R, NV, TAIL, 3>(x, ldx, k, kw, ldk, out, ldo, cols),
+            _ => block::<V, R, NV, TAIL>(x, ldx, k, kh, kw, ldk, out, ldo, cols),
+        }
+    }
+}
+
 /// Output rows `p0..p0 + R` across the whole width.
 ///
 /// # Safety
@@ -316,7 +415,7 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     while q + step <= out.cols {
         // SAFETY: full block inside the plane (see `block`).
         unsafe {
-            block::<V, R, NV, false>(
+            any_block::<V, R, NV, false>(
                 xp.add(q),
                 x.ld,
                 kp,
@@ -333,7 +432,7 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     if q < out.cols {
         // SAFETY: masked tail of `out.cols - q` columns.
         unsafe {
-            block::<V, R, NV, true>(
+            any_block::<V, R, NV, true>(
                 xp.add(q),
                 x.ld,
                 kp,
