@@ -156,14 +156,16 @@ impl Layout {
     ) {
         let (h, w) = (self.s1[0], self.s1[1]);
         let wb = cols + self.s2[1] - 1;
+        let ld = pitch::<T>(wb);
         // Padded columns `lo..hi` come straight from one input row.
         let lo = self.left.saturating_sub(q0).min(wb);
         let hi = (self.left + w).saturating_sub(q0).min(wb).max(lo);
         for (i, d) in dst
-            .chunks_exact_mut(wb)
+            .chunks_exact_mut(ld)
             .take(rows + self.s2[0] - 1)
             .enumerate()
         {
+            let d = &mut d[..wb];
             match source_index((p0 + i) as isize - self.top as isize, h, self.boundary) {
                 None => d.fill(fill),
                 Some(r) => {
@@ -182,7 +184,7 @@ impl Layout {
 
     /// Output rows `p0..p0 + rows` into `out` (`rows × wo`). The interior, where every
     /// tap lies inside `src`, is read in place; only the border is copied with padding
-    /// (into `scratch`, at least `(rows + kh - 1) · wp` elements), so the bulk of a large
+    /// (into `scratch`, at least `(rows + kh - 1) · pitch(wp)` elements), so the bulk of a large
     /// image costs no extra memory traffic.
     #[allow(clippy::too_many_arguments)]
     fn correlate_rows<T: Copy>(
@@ -211,13 +213,14 @@ impl Layout {
                     return;
                 }
                 let wb = cols + kw - 1;
+                let ld = pitch::<T>(wb);
                 self.pad_block(src, fill, pa, n, q0, cols, scratch);
                 func(
                     Plane {
-                        data: &scratch[..(n + kh - 1) * wb],
+                        data: &scratch[..(n + kh - 1) * ld],
                         rows: n + kh - 1,
                         cols: wb,
-                        ld: wb,
+                        ld,
                     },
                     kplane,
                     PlaneMut {
@@ -238,7 +241,10 @@ impl Layout {
         let end = p0 + rows;
         let a = r_lo.clamp(p0, end);
         let b = r_hi.clamp(a, end);
-        if c_hi == c_lo {
+        // Rows a multiple of 1 KiB apart share L1 sets; a tall kernel's window of such
+        // rows would evict itself, so those images go through the (re-pitched) copy.
+        let aliasing = (w * size_of::<T>()) % 1024 == 0 && kh + 5 > 12;
+        if c_hi == c_lo || aliasing {
             padded(scratch, out, p0, rows, 0, wo);
             return;
         }
@@ -282,8 +288,11 @@ impl Layout {
         let tasks = if threads == 1 { 1 } else { threads * 4 }.min(self.ho);
         let per_task = self.ho.div_ceil(tasks);
         let row_bytes = scratch(1).saturating_sub(scratch(0)).max(1) * size_of::<T>();
+        // At least twice the kernel height, so the halo copied with each band costs at
+        // most half again the band itself.
         let band = (BAND_BYTES / row_bytes)
             .saturating_sub(self.s2[0] - 1)
+            .max(2 * self.s2[0])
             .max(6)
             .min(per_task);
         checked_product(&[scratch(band), size_of::<T>()], "band workspace")?;
@@ -298,6 +307,17 @@ impl Layout {
             }
             Ok(())
         })
+    }
+}
+
+/// Row pitch of a padded copy `cols` wide: one cache line more when the rows would
+/// otherwise be a multiple of 1 KiB apart (see `correlate_rows`).
+fn pitch<T>(cols: usize) -> usize {
+    let bytes = cols * size_of::<T>();
+    if bytes % 1024 == 0 {
+        cols + 64 / size_of::<T>().max(1)
+    } else {
+        cols
     }
 }
 
@@ -358,7 +378,7 @@ pub fn filter2d<T: PlanarElem>(
     let kh = s2[0];
     l.for_each_band(
         kh * s2[1],
-        |band| (band + kh - 1) * l.wp,
+        |band| (band + kh - 1) * pitch::<T>(l.wp),
         |padded: &mut [T], p0, rows| {
             // SAFETY: this band alone writes output rows p0..p0 + rows.
             let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
@@ -396,7 +416,7 @@ pub fn filter2d_complex<T: PlanarElem + std::ops::Add<Output = T> + std::ops::Su
     let kh = s2[0];
     l.for_each_band(
         4 * kh * s2[1],
-        |band| (band + kh - 1) * l.wp + 4 * band * l.wo,
+        |band| (band + kh - 1) * pitch::<T>(l.wp) + 4 * band * l.wo,
         |buf: &mut [T], p0, rows| {
             let n = rows * l.wo;
             let (ac, rest) = buf.split_at_mut(n);

@@ -58,6 +58,8 @@ def _fill_array(fillvalue: Any, dtype: np.dtype) -> np.ndarray:
     """``fillvalue`` as a one-element array of ``dtype``, with SciPy's rules: a direct
     conversion (safe casts only for arrays), else an error after going through complex,
     which also reproduces SciPy's warnings."""
+    if type(fillvalue) is int and fillvalue == 0:  # the default, converted directly
+        return np.zeros(1, dtype)
     try:
         if isinstance(fillvalue, np.ndarray):
             if not np.can_cast(fillvalue.dtype, dtype, "safe"):
