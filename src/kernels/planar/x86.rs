@@ -297,9 +297,10 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     }
 }
 
-/// [`block`] for a kernel of exactly `KH` rows (1..=3): the row loop is unrolled at
+/// [`block`] for a kernel of exactly `KH` rows (1..=5): the row loop is unrolled at
 /// compile time, so which output rows each input row feeds is known statically, and the
-/// `KH` weights of a tap column stay in registers (24 acc + 4 inputs + 3 weights).
+/// `KH` weights of a tap column stay in registers (AVX-512: 24 acc + 4 inputs + 3
+/// weights, or 16 + 4 + 5 in blocks of 4 rows; AVX2: 8 + 2 + 5).
 ///
 /// # Safety
 /// As for [`block`], with `kh == KH`.
@@ -391,6 +392,8 @@ unsafe fn any_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool
             1 => block_short::<V, R, NV, TAIL, 1>(x, ldx, k, kw, ldk, out, ldo, cols),
             2 => block_short::<V, R, NV, TAIL, 2>(x, ldx, k, kw, ldk, out, ldo, cols),
             3 => block_short::<V, R, NV, TAIL, 3>(x, ldx, k, kw, ldk, out, ldo, cols),
+            4 if R <= 4 => block_short::<V, R, NV, TAIL, 4>(x, ldx, k, kw, ldk, out, ldo, cols),
+            5 if R <= 4 => block_short::<V, R, NV, TAIL, 5>(x, ldx, k, kw, ldk, out, ldo, cols),
             _ => block::<V, R, NV, TAIL>(x, ldx, k, kh, kw, ldk, out, ldo, cols),
         }
     }
@@ -447,12 +450,40 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     }
 }
 
-/// The whole plane in blocks of 6 rows (fewer for the last one).
+/// The whole plane in blocks of `RB` rows (fewer for the last one).
+///
+/// # Safety
+/// Shapes checked by `check_shapes`; the CPU supports `V`'s instructions.
+#[inline(always)]
+unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
+    x: Plane<'_, V::E>,
+    k: Plane<'_, V::E>,
+    out: &mut PlaneMut<'_, V::E>,
+) {
+    let mut p0 = 0;
+    // SAFETY (all calls): each block's rows lie inside the plane.
+    while p0 + RB <= out.rows {
+        unsafe { row_block::<V, RB, NV>(x, k, out, p0) };
+        p0 += RB;
+    }
+    match out.rows - p0 {
+        0 => {}
+        1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0) },
+        2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0) },
+        3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0) },
+        4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0) },
+        _ => unsafe { row_block::<V, 5, NV>(x, k, out, p0) },
+    }
+}
+
+/// The whole plane. Kernels of up to 3 rows use blocks of `RB3` rows and 4-5 rows blocks
+/// of `RB5` (their weights live in registers, so the block shrinks to leave room);
+/// taller kernels use 6 rows.
 ///
 /// # Safety
 /// The CPU supports `V`'s instructions.
 #[inline(always)]
-unsafe fn plane<V: Vector, const NV: usize>(
+unsafe fn plane<V: Vector, const NV: usize, const RB3: usize, const RB5: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     mut out: PlaneMut<'_, V::E>,
@@ -464,19 +495,13 @@ unsafe fn plane<V: Vector, const NV: usize>(
     if out.rows == 0 || out.cols == 0 {
         return;
     }
-    let mut p0 = 0;
-    // SAFETY (all calls): shapes checked above; each block's rows lie inside the plane.
-    while p0 + 6 <= out.rows {
-        unsafe { row_block::<V, 6, NV>(x, k, &mut out, p0) };
-        p0 += 6;
-    }
-    match out.rows - p0 {
-        0 => {}
-        1 => unsafe { row_block::<V, 1, NV>(x, k, &mut out, p0) },
-        2 => unsafe { row_block::<V, 2, NV>(x, k, &mut out, p0) },
-        3 => unsafe { row_block::<V, 3, NV>(x, k, &mut out, p0) },
-        4 => unsafe { row_block::<V, 4, NV>(x, k, &mut out, p0) },
-        _ => unsafe { row_block::<V, 5, NV>(x, k, &mut out, p0) },
+    // SAFETY (all arms): shapes checked above.
+    unsafe {
+        match k.rows {
+            0..=3 => rows_in_blocks::<V, RB3, NV>(x, k, &mut out),
+            4 | 5 => rows_in_blocks::<V, RB5, NV>(x, k, &mut out),
+            _ => rows_in_blocks::<V, 6, NV>(x, k, &mut out),
+        }
     }
 }
 
@@ -500,17 +525,29 @@ entry!(
     f32_avx512_fn,
     f32,
     "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
-    plane::<F32x16, 4>
+    plane::<F32x16, 4, 6, 4>
 );
 entry!(
     f64_avx512,
     f64_avx512_fn,
     f64,
     "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
-    plane::<F64x8, 4>
+    plane::<F64x8, 4, 6, 4>
 );
-entry!(f32_avx2, f32_avx2_fn, f32, "avx2,fma", plane::<F32x8, 2>);
-entry!(f64_avx2, f64_avx2_fn, f64, "avx2,fma", plane::<F64x4, 2>);
+entry!(
+    f32_avx2,
+    f32_avx2_fn,
+    f32,
+    "avx2,fma",
+    plane::<F32x8, 2, 4, 4>
+);
+entry!(
+    f64_avx2,
+    f64_avx2_fn,
+    f64,
+    "avx2,fma",
+    plane::<F64x4, 2, 4, 4>
+);
 
 pub fn f32_kernel(avx512: bool) -> PlanarFn<f32> {
     if avx512 {
