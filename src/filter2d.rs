@@ -243,7 +243,7 @@ impl Layout {
         let b = r_hi.clamp(a, end);
         // Rows a multiple of 1 KiB apart share L1 sets; a tall kernel's window of such
         // rows would evict itself, so those images go through the (re-pitched) copy.
-        let aliasing = (w * size_of::<T>()) % 1024 == 0 && kh + 5 > 12;
+        let aliasing = (w * size_of::<T>()).is_multiple_of(1024) && kh + 5 > 12;
         if c_hi == c_lo || aliasing {
             padded(scratch, out, p0, rows, 0, wo);
             return;
@@ -314,7 +314,7 @@ impl Layout {
 /// otherwise be a multiple of 1 KiB apart (see `correlate_rows`).
 fn pitch<T>(cols: usize) -> usize {
     let bytes = cols * size_of::<T>();
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         cols + 64 / size_of::<T>().max(1)
     } else {
         cols

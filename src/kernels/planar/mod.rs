@@ -104,16 +104,16 @@ impl PlanarElem for f64 {
 
 /// Checks the shape contract of [`PlanarFn`] once, so kernels may index unchecked.
 pub fn check_shapes<T>(x: &Plane<'_, T>, k: &Plane<'_, T>, out: &PlaneMut<'_, T>) -> bool {
-    fn fits<T>(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
+    fn fits(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
         rows == 0 || cols == 0 || (ld >= cols && (rows - 1) * ld + cols <= len)
     }
     x.rows >= k.rows
         && x.cols >= k.cols
         && out.rows == x.rows - k.rows + 1
         && out.cols == x.cols - k.cols + 1
-        && fits::<T>(x.data.len(), x.rows, x.cols, x.ld)
-        && fits::<T>(k.data.len(), k.rows, k.cols, k.ld)
-        && fits::<T>(out.data.len(), out.rows, out.cols, out.ld)
+        && fits(x.data.len(), x.rows, x.cols, x.ld)
+        && fits(k.data.len(), k.rows, k.cols, k.ld)
+        && fits(out.data.len(), out.rows, out.cols, out.ld)
 }
 
 #[cfg(test)]
