@@ -30,9 +30,12 @@ trait Vector: Copy {
     unsafe fn store_m(self, p: *mut Self::E, m: Self::M);
 }
 
-macro_rules! avx512_vector {
+/// Implements [`Vector`] for one register type. The mask operations are passed as
+/// functions with one signature for both ISAs: `$mask(n)`, `$mload(p, m)`,
+/// `$mstore(p, m, v)`.
+macro_rules! vector {
     ($name:ident, $e:ty, $v:ty, $m:ty, $lanes:expr, $zero:ident, $set1:ident, $load:ident,
-     $fma:ident, $store:ident, $maskz_load:ident, $mask_store:ident) => {
+     $fma:ident, $store:ident, $mask:ident, $mload:ident, $mstore:ident) => {
         #[derive(Clone, Copy)]
         struct $name($v);
         impl Vector for $name {
@@ -66,27 +69,66 @@ macro_rules! avx512_vector {
             }
             #[inline(always)]
             unsafe fn mask(n: usize) -> $m {
-                if n >= $lanes {
-                    <$m>::MAX
-                } else {
-                    ((1u32 << n) - 1) as $m
-                }
+                // SAFETY: register-only instructions of the enabled ISA.
+                unsafe { $mask(n.min($lanes)) }
             }
             #[inline(always)]
             unsafe fn load_m(p: *const $e, m: $m) -> Self {
                 // SAFETY: masked-off lanes are not accessed; the caller guarantees the rest.
-                Self(unsafe { $maskz_load(m, p) })
+                Self(unsafe { $mload(p, m) })
             }
             #[inline(always)]
             unsafe fn store_m(self, p: *mut $e, m: $m) {
                 // SAFETY: as for `load_m`.
-                unsafe { $mask_store(p, m, self.0) }
+                unsafe { $mstore(p, m, self.0) }
             }
         }
     };
 }
 
-avx512_vector!(
+/// The first `n <= 16` lanes (AVX-512 masks are plain bit sets).
+#[inline(always)]
+unsafe fn mask16(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+#[inline(always)]
+unsafe fn mask8(n: usize) -> __mmask8 {
+    ((1u32 << n) - 1) as __mmask8
+}
+
+#[inline(always)]
+unsafe fn maskz_load_ps(p: *const f32, m: __mmask16) -> __m512 {
+    // SAFETY: masked-off lanes are not accessed; the caller guarantees the rest.
+    unsafe { _mm512_maskz_loadu_ps(m, p) }
+}
+
+#[inline(always)]
+unsafe fn maskz_load_pd(p: *const f64, m: __mmask8) -> __m512d {
+    // SAFETY: as for `maskz_load_ps`.
+    unsafe { _mm512_maskz_loadu_pd(m, p) }
+}
+
+/// AVX2 masks: lane l is active when its sign bit is set, i.e. when l < n.
+#[inline(always)]
+unsafe fn mask_i32x8(n: usize) -> __m256i {
+    // SAFETY: register-only AVX2 instructions; callers run under AVX2.
+    unsafe {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane)
+    }
+}
+
+#[inline(always)]
+unsafe fn mask_i64x4(n: usize) -> __m256i {
+    // SAFETY: as for `mask_i32x8`.
+    unsafe {
+        let lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        _mm256_cmpgt_epi64(_mm256_set1_epi64x(n as i64), lane)
+    }
+}
+
+vector!(
     F32x16,
     f32,
     __m512,
@@ -97,10 +139,11 @@ avx512_vector!(
     _mm512_loadu_ps,
     _mm512_fmadd_ps,
     _mm512_storeu_ps,
-    _mm512_maskz_loadu_ps,
+    mask16,
+    maskz_load_ps,
     _mm512_mask_storeu_ps
 );
-avx512_vector!(
+vector!(
     F64x8,
     f64,
     __m512d,
@@ -111,110 +154,101 @@ avx512_vector!(
     _mm512_loadu_pd,
     _mm512_fmadd_pd,
     _mm512_storeu_pd,
-    _mm512_maskz_loadu_pd,
+    mask8,
+    maskz_load_pd,
     _mm512_mask_storeu_pd
 );
-
-macro_rules! avx2_vector {
-    ($name:ident, $e:ty, $v:ty, $lanes:expr, $zero:ident, $set1:ident, $load:ident,
-     $fma:ident, $store:ident, $mload:ident, $mstore:ident, $set_mask:ident, $mask_t:ty) => {
-        #[derive(Clone, Copy)]
-        struct $name($v);
-        impl Vector for $name {
-            type E = $e;
-            type M = __m256i;
-            const LANES: usize = $lanes;
-            #[inline(always)]
-            unsafe fn zero() -> Self {
-                // SAFETY: the entry point enabled this ISA (true of every method here).
-                Self(unsafe { $zero() })
-            }
-            #[inline(always)]
-            unsafe fn splat(p: *const $e) -> Self {
-                // SAFETY: the caller passes a readable element.
-                Self(unsafe { $set1(*p) })
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const $e) -> Self {
-                // SAFETY: the caller guarantees LANES readable elements.
-                Self(unsafe { $load(p) })
-            }
-            #[inline(always)]
-            unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-                // SAFETY: register-only instruction of the enabled ISA.
-                Self(unsafe { $fma(a.0, b.0, c.0) })
-            }
-            #[inline(always)]
-            unsafe fn store(self, p: *mut $e) {
-                // SAFETY: the caller guarantees LANES writable elements.
-                unsafe { $store(p, self.0) }
-            }
-            #[inline(always)]
-            unsafe fn mask(n: usize) -> __m256i {
-                // Lane l is active when its sign bit is set, i.e. when l < n.
-                let lane: [$mask_t; $lanes] = std::array::from_fn(|l| l as $mask_t);
-                // SAFETY: `lane` holds exactly one vector.
-                unsafe {
-                    let lane = _mm256_loadu_si256(lane.as_ptr().cast());
-                    $set_mask(lane, n.min($lanes) as $mask_t)
-                }
-            }
-            #[inline(always)]
-            unsafe fn load_m(p: *const $e, m: __m256i) -> Self {
-                // SAFETY: masked-off lanes are not accessed; the caller guarantees the rest.
-                Self(unsafe { $mload(p, m) })
-            }
-            #[inline(always)]
-            unsafe fn store_m(self, p: *mut $e, m: __m256i) {
-                // SAFETY: as for `load_m`.
-                unsafe { $mstore(p, m, self.0) }
-            }
-        }
-    };
-}
-
-#[inline(always)]
-unsafe fn lanes_below_i32(lane: __m256i, n: i32) -> __m256i {
-    // SAFETY: register-only AVX2 instructions; callers run under AVX2.
-    unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane) }
-}
-
-#[inline(always)]
-unsafe fn lanes_below_i64(lane: __m256i, n: i64) -> __m256i {
-    // SAFETY: register-only AVX2 instructions; callers run under AVX2.
-    unsafe { _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane) }
-}
-
-avx2_vector!(
+vector!(
     F32x8,
     f32,
     __m256,
+    __m256i,
     8,
     _mm256_setzero_ps,
     _mm256_set1_ps,
     _mm256_loadu_ps,
     _mm256_fmadd_ps,
     _mm256_storeu_ps,
+    mask_i32x8,
     _mm256_maskload_ps,
-    _mm256_maskstore_ps,
-    lanes_below_i32,
-    i32
+    _mm256_maskstore_ps
 );
-avx2_vector!(
+vector!(
     F64x4,
     f64,
     __m256d,
+    __m256i,
     4,
     _mm256_setzero_pd,
     _mm256_set1_pd,
     _mm256_loadu_pd,
     _mm256_fmadd_pd,
     _mm256_storeu_pd,
+    mask_i64x4,
     _mm256_maskload_pd,
-    _mm256_maskstore_pd,
-    lanes_below_i64,
-    i64
+    _mm256_maskstore_pd
 );
+
+/// Masks for the `NV` vectors of a block: all lanes, or the first `cols` in the tail.
+#[inline(always)]
+unsafe fn tail_masks<V: Vector, const NV: usize, const TAIL: bool>(cols: usize) -> [V::M; NV] {
+    // SAFETY: register-only instructions of the enabled ISA.
+    std::array::from_fn(|j| unsafe {
+        V::mask(if TAIL {
+            cols.saturating_sub(j * V::LANES)
+        } else {
+            V::LANES
+        })
+    })
+}
+
+/// `NV` consecutive vectors from `p` (masked in the tail).
+///
+/// # Safety
+/// Every unmasked lane is readable.
+#[inline(always)]
+unsafe fn load_row<V: Vector, const NV: usize, const TAIL: bool>(
+    p: *const V::E,
+    masks: &[V::M; NV],
+) -> [V; NV] {
+    std::array::from_fn(|j| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let p = p.add(j * V::LANES);
+            if TAIL {
+                V::load_m(p, masks[j])
+            } else {
+                V::load(p)
+            }
+        }
+    })
+}
+
+/// Stores the accumulators of an `R × NV` block (masked in the tail).
+///
+/// # Safety
+/// Every unmasked lane of the `R` rows, `ldo` apart from `out`, is writable.
+#[inline(always)]
+unsafe fn store_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
+    acc: &[[V; NV]; R],
+    out: *mut V::E,
+    ldo: usize,
+    masks: &[V::M; NV],
+) {
+    for (p, acc_p) in acc.iter().enumerate() {
+        for j in 0..NV {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let o = out.add(p * ldo + j * V::LANES);
+                if TAIL {
+                    acc_p[j].store_m(o, masks[j]);
+                } else {
+                    acc_p[j].store(o);
+                }
+            }
+        }
+    }
+}
 
 /// Output rows `p0..p0 + R`, columns `q..q + NV·LANES` (fewer when `TAIL`, then `cols`
 /// gives how many are valid).
@@ -236,29 +270,14 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     cols: usize,
 ) {
     let mut acc = [[unsafe { V::zero() }; NV]; R];
-    let mut masks = [unsafe { V::mask(V::LANES) }; NV];
-    if TAIL {
-        for (j, m) in masks.iter_mut().enumerate() {
-            *m = unsafe { V::mask(cols.saturating_sub(j * V::LANES)) };
-        }
-    }
+    let masks = unsafe { tail_masks::<V, NV, TAIL>(cols) };
     for i in 0..R + kh - 1 {
         // SAFETY: input row i of the window is row p0 + i < x.rows.
         let xrow = unsafe { x.add(i * ldx) };
         for s in 0..kw {
-            let mut xv = [unsafe { V::zero() }; NV];
-            for j in 0..NV {
-                // SAFETY: column q + j·LANES + s + lane <= out.cols - 1 + kw - 1 < x.cols
-                // for every valid lane; the tail masks the others off.
-                let p = unsafe { xrow.add(j * V::LANES + s) };
-                xv[j] = unsafe {
-                    if TAIL {
-                        V::load_m(p, masks[j])
-                    } else {
-                        V::load(p)
-                    }
-                };
-            }
+            // SAFETY: column q + j·LANES + s + lane <= out.cols - 1 + kw - 1 < x.cols for
+            // every valid lane; the tail masks the others off.
+            let xv = unsafe { load_row::<V, NV, TAIL>(xrow.add(s), &masks) };
             // Kernel row r = i - p feeds output row p when it exists; in the middle of
             // a tall kernel every row of the block has one, and the test is skipped.
             if i + 1 >= R && i < kh {
@@ -282,19 +301,8 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
             }
         }
     }
-    for (p, acc_p) in acc.iter().enumerate() {
-        for j in 0..NV {
-            // SAFETY: output row p0 + p, columns within `cols` (masked in the tail).
-            unsafe {
-                let o = out.add(p * ldo + j * V::LANES);
-                if TAIL {
-                    acc_p[j].store_m(o, masks[j]);
-                } else {
-                    acc_p[j].store(o);
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks) };
 }
 
 /// [`block`] for a kernel of exactly `KH` rows (1..=5): the row loop is unrolled at
@@ -323,28 +331,13 @@ unsafe fn block_short<
     cols: usize,
 ) {
     let mut acc = [[unsafe { V::zero() }; NV]; R];
-    let mut masks = [unsafe { V::mask(V::LANES) }; NV];
-    if TAIL {
-        for (j, m) in masks.iter_mut().enumerate() {
-            *m = unsafe { V::mask(cols.saturating_sub(j * V::LANES)) };
-        }
-    }
+    let masks = unsafe { tail_masks::<V, NV, TAIL>(cols) };
     for s in 0..kw {
         // SAFETY: r < KH, s < kw.
         let w: [V; KH] = std::array::from_fn(|r| unsafe { V::splat(k.add(r * ldk + s)) });
         for i in 0..R + KH - 1 {
-            let mut xv = [unsafe { V::zero() }; NV];
-            for j in 0..NV {
-                // SAFETY: as in `block`.
-                let p = unsafe { x.add(i * ldx + j * V::LANES + s) };
-                xv[j] = unsafe {
-                    if TAIL {
-                        V::load_m(p, masks[j])
-                    } else {
-                        V::load(p)
-                    }
-                };
-            }
+            // SAFETY: as in `block`.
+            let xv = unsafe { load_row::<V, NV, TAIL>(x.add(i * ldx + s), &masks) };
             for (p, acc_p) in acc.iter_mut().enumerate() {
                 if i >= p && i - p < KH {
                     for j in 0..NV {
@@ -354,19 +347,8 @@ unsafe fn block_short<
             }
         }
     }
-    for (p, acc_p) in acc.iter().enumerate() {
-        for j in 0..NV {
-            // SAFETY: as in `block`.
-            unsafe {
-                let o = out.add(p * ldo + j * V::LANES);
-                if TAIL {
-                    acc_p[j].store_m(o, masks[j]);
-                } else {
-                    acc_p[j].store(o);
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks) };
 }
 
 /// One block of any height, dispatching short kernels to [`block_short`].
