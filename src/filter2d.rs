@@ -329,113 +329,118 @@ fn flipped<T: Copy>(k: &[T], flip: bool) -> Vec<T> {
     }
 }
 
-/// Shape checks shared by the real and complex paths. `Ok(None)` means the result is
-/// already complete (empty, or all zeros for an empty kernel, as SciPy returns).
-fn prepare(
-    s1: [usize; 2],
-    s2: [usize; 2],
-    flip: bool,
-    mode: Mode,
-    boundary: Boundary,
-    out_len: usize,
-) -> Result<Option<Layout>> {
-    let l = Layout::new(s1, s2, mode, flip, boundary)?;
-    assert_eq!(out_len, l.ho * l.wo, "filter2d output has the wrong size");
-    if out_len == 0 || s2.contains(&0) {
-        return Ok(None);
-    }
-    if s1.contains(&0) && boundary != Boundary::Fill {
-        // SciPy divides by the zero extent here and crashes; refuse instead.
-        return value_error(
-            "in1 is empty: boundary 'wrap' and 'symm' need at least one element to repeat",
-        );
-    }
-    Ok(Some(l))
+/// One `convolve2d` / `correlate2d` problem: shapes of `in1` and `in2`, whether `in2`
+/// is flipped (convolution), the mode and the boundary rule.
+#[derive(Clone, Copy, Debug)]
+pub struct Filter2d {
+    pub s1: [usize; 2],
+    pub s2: [usize; 2],
+    pub flip: bool,
+    pub mode: Mode,
+    pub boundary: Boundary,
 }
 
-/// `out = convolve2d(in1, in2)` (flip) or `correlate2d(in1, in2)` (no flip; `in2` already
-/// conjugated by the caller where that matters), for C-contiguous planes.
-#[allow(clippy::too_many_arguments)]
-pub fn filter2d<T: PlanarElem>(
-    in1: &[T],
-    s1: [usize; 2],
-    in2: &[T],
-    s2: [usize; 2],
-    flip: bool,
-    mode: Mode,
-    boundary: Boundary,
-    fill: T,
-    out: &mut [T],
-    level: SimdLevel,
-) -> Result<()> {
-    let Some(l) = prepare(s1, s2, flip, mode, boundary, out.len())? else {
-        out.fill(T::default());
-        return Ok(());
-    };
-    let kernel = flipped(in2, flip);
-    let func = T::planar_kernel(level);
-    let shared = SharedOut::new(out);
-    let kh = s2[0];
-    l.for_each_band(
-        kh * s2[1],
-        |band| (band + kh - 1) * pitch::<T>(l.wp),
-        |padded: &mut [T], p0, rows| {
-            // SAFETY: this band alone writes output rows p0..p0 + rows.
-            let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
-            l.correlate_rows(func, in1, fill, &kernel, p0, rows, out_band, padded);
-            Ok(())
-        },
-    )
-}
+impl Filter2d {
+    /// The result's shape.
+    pub fn output_shape(&self) -> Result<[usize; 2]> {
+        output_shape(self.s1, self.s2, self.mode, self.flip)
+    }
 
-/// The complex counterpart of [`filter2d`] on interleaved `(re, im)` pairs:
-/// `(a + ib)⋆(c + id) = (a⋆c − b⋆d) + i(a⋆d + b⋆c)`, four real planar correlations.
-#[allow(clippy::too_many_arguments)]
-pub fn filter2d_complex<T: PlanarElem + std::ops::Add<Output = T> + std::ops::Sub<Output = T>>(
-    in1: &[T],
-    s1: [usize; 2],
-    in2: &[T],
-    s2: [usize; 2],
-    flip: bool,
-    mode: Mode,
-    boundary: Boundary,
-    fill: (T, T),
-    out: &mut [T],
-    level: SimdLevel,
-) -> Result<()> {
-    let Some(l) = prepare(s1, s2, flip, mode, boundary, out.len() / 2)? else {
-        out.fill(T::default());
-        return Ok(());
-    };
-    let split =
-        |v: &[T], part: usize| -> Vec<T> { v.iter().skip(part).step_by(2).copied().collect() };
-    let (re1, im1) = (split(in1, 0), split(in1, 1));
-    let (kre, kim) = (flipped(&split(in2, 0), flip), flipped(&split(in2, 1), flip));
-    let func = T::planar_kernel(level);
-    let shared = SharedOut::new(out);
-    let kh = s2[0];
-    l.for_each_band(
-        4 * kh * s2[1],
-        |band| (band + kh - 1) * pitch::<T>(l.wp) + 4 * band * l.wo,
-        |buf: &mut [T], p0, rows| {
-            let n = rows * l.wo;
-            let (ac, rest) = buf.split_at_mut(n);
-            let (bd, rest) = rest.split_at_mut(n);
-            let (ad, rest) = rest.split_at_mut(n);
-            let (bc, padded) = rest.split_at_mut(n);
-            l.correlate_rows(func, &re1, fill.0, &kre, p0, rows, ac, padded);
-            l.correlate_rows(func, &im1, fill.1, &kim, p0, rows, bd, padded);
-            l.correlate_rows(func, &re1, fill.0, &kim, p0, rows, ad, padded);
-            l.correlate_rows(func, &im1, fill.1, &kre, p0, rows, bc, padded);
-            // SAFETY: this band alone writes output rows p0..p0 + rows.
-            let out_band = unsafe { shared.slice_mut(2 * p0 * l.wo, 2 * n) };
-            for (i, o) in out_band.chunks_exact_mut(2).enumerate() {
-                o[0] = ac[i] - bd[i];
-                o[1] = ad[i] + bc[i];
-            }
-            Ok(())
-        },
-    )
+    /// Shape checks shared by the real and complex paths. `Ok(None)` means the result is
+    /// already complete (empty, or all zeros for an empty kernel, as SciPy returns).
+    fn layout(&self, out_len: usize) -> Result<Option<Layout>> {
+        let l = Layout::new(self.s1, self.s2, self.mode, self.flip, self.boundary)?;
+        assert_eq!(out_len, l.ho * l.wo, "filter2d output has the wrong size");
+        if out_len == 0 || self.s2.contains(&0) {
+            return Ok(None);
+        }
+        if self.s1.contains(&0) && self.boundary != Boundary::Fill {
+            // SciPy divides by the zero extent here and crashes; refuse instead.
+            return value_error(
+                "in1 is empty: boundary 'wrap' and 'symm' need at least one element to repeat",
+            );
+        }
+        Ok(Some(l))
+    }
+
+    /// `out = convolve2d(in1, in2)` (flip) or `correlate2d(in1, in2)` (no flip; `in2`
+    /// already conjugated by the caller where that matters), for C-contiguous planes.
+    pub fn real<T: PlanarElem>(
+        &self,
+        in1: &[T],
+        in2: &[T],
+        fill: T,
+        out: &mut [T],
+        level: SimdLevel,
+    ) -> Result<()> {
+        let Some(l) = self.layout(out.len())? else {
+            out.fill(T::default());
+            return Ok(());
+        };
+        let kernel = flipped(in2, self.flip);
+        let func = T::planar_kernel(level);
+        let shared = SharedOut::new(out);
+        let kh = self.s2[0];
+        l.for_each_band(
+            kh * self.s2[1],
+            |band| (band + kh - 1) * pitch::<T>(l.wp),
+            |padded: &mut [T], p0, rows| {
+                // SAFETY: this band alone writes output rows p0..p0 + rows.
+                let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
+                l.correlate_rows(func, in1, fill, &kernel, p0, rows, out_band, padded);
+                Ok(())
+            },
+        )
+    }
+
+    /// The complex counterpart of [`Filter2d::real`] on interleaved `(re, im)` pairs:
+    /// `(a + ib)⋆(c + id) = (a⋆c − b⋆d) + i(a⋆d + b⋆c)`, four real planar correlations.
+    pub fn complex<T>(
+        &self,
+        in1: &[T],
+        in2: &[T],
+        fill: (T, T),
+        out: &mut [T],
+        level: SimdLevel,
+    ) -> Result<()>
+    where
+        T: PlanarElem + std::ops::Add<Output = T> + std::ops::Sub<Output = T>,
+    {
+        let Some(l) = self.layout(out.len() / 2)? else {
+            out.fill(T::default());
+            return Ok(());
+        };
+        let split =
+            |v: &[T], part: usize| -> Vec<T> { v.iter().skip(part).step_by(2).copied().collect() };
+        let (re1, im1) = (split(in1, 0), split(in1, 1));
+        let kre = flipped(&split(in2, 0), self.flip);
+        let kim = flipped(&split(in2, 1), self.flip);
+        let func = T::planar_kernel(level);
+        let shared = SharedOut::new(out);
+        let kh = self.s2[0];
+        l.for_each_band(
+            4 * kh * self.s2[1],
+            |band| (band + kh - 1) * pitch::<T>(l.wp) + 4 * band * l.wo,
+            |buf: &mut [T], p0, rows| {
+                let n = rows * l.wo;
+                let (ac, rest) = buf.split_at_mut(n);
+                let (bd, rest) = rest.split_at_mut(n);
+                let (ad, rest) = rest.split_at_mut(n);
+                let (bc, padded) = rest.split_at_mut(n);
+                l.correlate_rows(func, &re1, fill.0, &kre, p0, rows, ac, padded);
+                l.correlate_rows(func, &im1, fill.1, &kim, p0, rows, bd, padded);
+                l.correlate_rows(func, &re1, fill.0, &kim, p0, rows, ad, padded);
+                l.correlate_rows(func, &im1, fill.1, &kre, p0, rows, bc, padded);
+                // SAFETY: this band alone writes output rows p0..p0 + rows.
+                let out_band = unsafe { shared.slice_mut(2 * p0 * l.wo, 2 * n) };
+                for (i, o) in out_band.chunks_exact_mut(2).enumerate() {
+                    o[0] = ac[i] - bd[i];
+                    o[1] = ad[i] + bc[i];
+                }
+                Ok(())
+            },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -458,32 +463,19 @@ mod tests {
         assert_eq!(output_shape([0, 3], [2, 2], Mode::Full, true), Ok([1, 4]));
         assert!(output_shape([0, 3], [0, 2], Mode::Full, true).is_err());
         let mut out = vec![0.0f64; 4];
-        filter2d(
-            &[],
-            [0, 3],
-            &[1.0; 4],
-            [2, 2],
-            true,
-            Mode::Full,
-            Boundary::Fill,
-            5.0,
-            &mut out,
-            SimdLevel::Scalar,
-        )
-        .unwrap();
+        let mut p = Filter2d {
+            s1: [0, 3],
+            s2: [2, 2],
+            flip: true,
+            mode: Mode::Full,
+            boundary: Boundary::Fill,
+        };
+        p.real(&[], &[1.0; 4], 5.0, &mut out, SimdLevel::Scalar)
+            .unwrap();
         assert_eq!(out, vec![20.0; 4]);
-        assert!(filter2d(
-            &[],
-            [0, 3],
-            &[1.0; 4],
-            [2, 2],
-            true,
-            Mode::Full,
-            Boundary::Wrap,
-            5.0,
-            &mut out,
-            SimdLevel::Scalar
-        )
-        .is_err());
+        p.boundary = Boundary::Wrap;
+        assert!(p
+            .real(&[], &[1.0; 4], 5.0, &mut out, SimdLevel::Scalar)
+            .is_err());
     }
 }

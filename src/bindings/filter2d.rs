@@ -1,12 +1,13 @@
 //! `_core.filter2d`: `scipy.signal.convolve2d` / `correlate2d` on normalised 2-D arrays.
 
-use numpy::{Complex32, Complex64, Element, PyArrayDyn, PyArrayMethods};
+use numpy::{Complex32, Complex64, Element, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::arrays::{empty, shape_of, typed};
-use crate::filter2d::{output_shape, Boundary, Mode};
+use crate::filter2d::{Boundary, Filter2d, Mode};
 use crate::kernels::planar::PlanarElem;
+use crate::simd::SimdLevel;
 
 /// `convolve2d` (`flip=True`) or `correlate2d` (`flip=False`) of two C-contiguous 2-D
 /// arrays of one dtype; `fillvalue` is a one-element array of that dtype.
@@ -23,7 +24,10 @@ pub fn filter2d<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mode = Mode::parse(mode).map_err(super::to_pyerr)?;
     let boundary = Boundary::parse(boundary).map_err(super::to_pyerr)?;
-    let args = Args {
+    let call = Call {
+        in1,
+        in2,
+        fillvalue,
         flip,
         mode,
         boundary,
@@ -31,97 +35,73 @@ pub fn filter2d<'py>(
     macro_rules! try_types {
         ($($t:ty),*) => {$(
             if typed::<$t>(in1, "in1").is_ok() {
-                return real::<$t>(py, in1, in2, args, fillvalue);
+                return call.run::<$t>(py, |p, x, k, fill, y, level| p.real(x, k, fill, y, level));
             }
         )*};
     }
     try_types!(f32, f64, i8, i16, i32, i64, u8, u16, u32, u64);
     if typed::<Complex32>(in1, "in1").is_ok() {
-        return complex::<Complex32, f32>(py, in1, in2, args, fillvalue);
+        return call.run::<Complex32>(py, complex::<Complex32>);
     }
     if typed::<Complex64>(in1, "in1").is_ok() {
-        return complex::<Complex64, f64>(py, in1, in2, args, fillvalue);
+        return call.run::<Complex64>(py, complex::<Complex64>);
     }
     Err(PyTypeError::new_err("filter2d: unsupported dtype"))
 }
 
-#[derive(Clone, Copy)]
-struct Args {
+struct Call<'a, 'py> {
+    in1: &'a Bound<'py, PyAny>,
+    in2: &'a Bound<'py, PyAny>,
+    fillvalue: &'a Bound<'py, PyAny>,
     flip: bool,
     mode: Mode,
     boundary: Boundary,
-}
-
-/// The inputs as typed arrays, their shapes, the fill value and a new result array.
-type Prepared<'py, T> = (
-    Bound<'py, PyArrayDyn<T>>,
-    Bound<'py, PyArrayDyn<T>>,
-    [usize; 2],
-    [usize; 2],
-    T,
-    Bound<'py, PyArrayDyn<T>>,
-);
-
-fn prepare<'py, T: Element + Copy>(
-    py: Python<'py>,
-    in1: &Bound<'py, PyAny>,
-    in2: &Bound<'py, PyAny>,
-    args: Args,
-    fillvalue: &Bound<'py, PyAny>,
-) -> PyResult<Prepared<'py, T>> {
-    let a = typed::<T>(in1, "in1")?;
-    let k = typed::<T>(in2, "in2")?;
-    let (sa, sk) = (shape_of::<2, T>(&a, "in1")?, shape_of::<2, T>(&k, "in2")?);
-    let fill = typed::<T>(fillvalue, "fillvalue")?;
-    let fill = fill.readonly();
-    let fill = match fill.as_slice() {
-        Ok([v]) => *v,
-        _ => {
-            return Err(PyValueError::new_err(
-                "fillvalue must be a one-element array of the inputs' dtype",
-            ))
-        }
-    };
-    let shape = output_shape(sa, sk, args.mode, args.flip).map_err(super::to_pyerr)?;
-    let y = empty::<T>(py, &shape)?;
-    Ok((a, k, sa, sk, fill, y))
 }
 
 fn not_contiguous<E>(_: E) -> PyErr {
     PyValueError::new_err("filter2d arrays must be C-contiguous")
 }
 
-fn real<'py, T: PlanarElem + Element>(
-    py: Python<'py>,
-    in1: &Bound<'py, PyAny>,
-    in2: &Bound<'py, PyAny>,
-    args: Args,
-    fillvalue: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (a, k, sa, sk, fill, y) = prepare::<T>(py, in1, in2, args, fillvalue)?;
-    {
-        let (a_ro, k_ro) = (a.readonly(), k.readonly());
-        let mut y_rw = y.readwrite();
-        let xs = a_ro.as_slice().map_err(not_contiguous)?;
-        let ks = k_ro.as_slice().map_err(not_contiguous)?;
-        let ys = y_rw.as_slice_mut().map_err(not_contiguous)?;
-        let level = crate::simd::level();
-        super::detached(py, || {
-            crate::filter2d::filter2d(
-                xs,
-                sa,
-                ks,
-                sk,
-                args.flip,
-                args.mode,
-                args.boundary,
-                fill,
-                ys,
-                level,
-            )
-        })?;
+impl<'py> Call<'_, 'py> {
+    /// Checks the arrays, allocates the result and runs `compute` on their elements with
+    /// the GIL released.
+    fn run<T: Element + Copy>(
+        &self,
+        py: Python<'py>,
+        compute: impl FnOnce(&Filter2d, &[T], &[T], T, &mut [T], SimdLevel) -> crate::error::Result<()>
+            + Send,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let a = typed::<T>(self.in1, "in1")?;
+        let k = typed::<T>(self.in2, "in2")?;
+        let problem = Filter2d {
+            s1: shape_of::<2, T>(&a, "in1")?,
+            s2: shape_of::<2, T>(&k, "in2")?,
+            flip: self.flip,
+            mode: self.mode,
+            boundary: self.boundary,
+        };
+        let fill = typed::<T>(self.fillvalue, "fillvalue")?;
+        let fill = match fill.readonly().as_slice() {
+            Ok([v]) => *v,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "fillvalue must be a one-element array of the inputs' dtype",
+                ))
+            }
+        };
+        let shape = problem.output_shape().map_err(super::to_pyerr)?;
+        let y = empty::<T>(py, &shape)?;
+        {
+            let (a_ro, k_ro) = (a.readonly(), k.readonly());
+            let mut y_rw = y.readwrite();
+            let xs = a_ro.as_slice().map_err(not_contiguous)?;
+            let ks = k_ro.as_slice().map_err(not_contiguous)?;
+            let ys = y_rw.as_slice_mut().map_err(not_contiguous)?;
+            let level = crate::simd::level();
+            super::detached(py, || compute(&problem, xs, ks, fill, ys, level))?;
+        }
+        Ok(y.into_any())
     }
-    Ok(y.into_any())
 }
 
 /// Complex element types seen as interleaved pairs of their real type.
@@ -155,38 +135,19 @@ fn as_pairs_mut<C: Interleaved>(v: &mut [C]) -> &mut [C::Real] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), 2 * v.len()) }
 }
 
-fn complex<'py, C: Interleaved<Real = R>, R>(
-    py: Python<'py>,
-    in1: &Bound<'py, PyAny>,
-    in2: &Bound<'py, PyAny>,
-    args: Args,
-    fillvalue: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    R: PlanarElem + std::ops::Add<Output = R> + std::ops::Sub<Output = R>,
-{
-    let (a, k, sa, sk, fill, y) = prepare::<C>(py, in1, in2, args, fillvalue)?;
-    {
-        let (a_ro, k_ro) = (a.readonly(), k.readonly());
-        let mut y_rw = y.readwrite();
-        let xs = as_pairs(a_ro.as_slice().map_err(not_contiguous)?);
-        let ks = as_pairs(k_ro.as_slice().map_err(not_contiguous)?);
-        let ys = as_pairs_mut(y_rw.as_slice_mut().map_err(not_contiguous)?);
-        let level = crate::simd::level();
-        super::detached(py, || {
-            crate::filter2d::filter2d_complex(
-                xs,
-                sa,
-                ks,
-                sk,
-                args.flip,
-                args.mode,
-                args.boundary,
-                fill.parts(),
-                ys,
-                level,
-            )
-        })?;
-    }
-    Ok(y.into_any())
+fn complex<C: Interleaved>(
+    p: &Filter2d,
+    x: &[C],
+    k: &[C],
+    fill: C,
+    y: &mut [C],
+    level: SimdLevel,
+) -> crate::error::Result<()> {
+    p.complex(
+        as_pairs(x),
+        as_pairs(k),
+        fill.parts(),
+        as_pairs_mut(y),
+        level,
+    )
 }

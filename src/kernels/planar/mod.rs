@@ -72,35 +72,25 @@ macro_rules! wrapping_elem {
 }
 wrapping_elem!(i8, i16, i32, i64, u8, u16, u32, u64);
 
-impl PlanarElem for f32 {
-    #[inline(always)]
-    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
-        acc + a * b
-    }
-    fn planar_kernel(level: SimdLevel) -> PlanarFn<Self> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(avx512) = x86_level(level) {
-            return x86::f32_kernel(avx512);
+macro_rules! float_elem {
+    ($($t:ty => $kernel:ident),*) => {$(
+        impl PlanarElem for $t {
+            #[inline(always)]
+            fn mul_add(acc: Self, a: Self, b: Self) -> Self {
+                acc + a * b
+            }
+            fn planar_kernel(level: SimdLevel) -> PlanarFn<Self> {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(avx512) = x86_level(level) {
+                    return x86::$kernel(avx512);
+                }
+                let _ = level;
+                scalar::correlate_valid::<Self>
+            }
         }
-        let _ = level;
-        scalar::correlate_valid::<Self>
-    }
+    )*};
 }
-
-impl PlanarElem for f64 {
-    #[inline(always)]
-    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
-        acc + a * b
-    }
-    fn planar_kernel(level: SimdLevel) -> PlanarFn<Self> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(avx512) = x86_level(level) {
-            return x86::f64_kernel(avx512);
-        }
-        let _ = level;
-        scalar::correlate_valid::<Self>
-    }
-}
+float_elem!(f32 => f32_kernel, f64 => f64_kernel);
 
 /// Checks the shape contract of [`PlanarFn`] once, so kernels may index unchecked.
 pub fn check_shapes<T>(x: &Plane<'_, T>, k: &Plane<'_, T>, out: &PlaneMut<'_, T>) -> bool {
