@@ -6,6 +6,8 @@
 //! do, because the sum is computed in the element type with wrapping arithmetic.
 
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use crate::simd::SimdLevel;
 
@@ -40,6 +42,16 @@ pub trait PlanarElem: Copy + Default + Send + Sync + 'static {
     }
 }
 
+/// Whether `level` has an x86 kernel set, and whether it is the AVX-512 one.
+#[cfg(target_arch = "x86_64")]
+fn x86_level(level: SimdLevel) -> Option<bool> {
+    match level {
+        SimdLevel::Avx512 => Some(true),
+        SimdLevel::Avx2 => Some(false),
+        _ => None,
+    }
+}
+
 macro_rules! wrapping_elem {
     ($($t:ty),*) => {$(
         impl PlanarElem for $t {
@@ -47,37 +59,51 @@ macro_rules! wrapping_elem {
             fn mul_add(acc: Self, a: Self, b: Self) -> Self {
                 acc.wrapping_add(a.wrapping_mul(b))
             }
+            fn planar_kernel(level: SimdLevel) -> PlanarFn<Self> {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(avx512) = x86_level(level) {
+                    return x86::int_kernel::<Self>(avx512);
+                }
+                let _ = level;
+                scalar::correlate_valid::<Self>
+            }
         }
     )*};
 }
 wrapping_elem!(i8, i16, i32, i64, u8, u16, u32, u64);
 
-impl PlanarElem for f32 {
-    #[inline(always)]
-    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
-        acc + a * b
-    }
+macro_rules! float_elem {
+    ($($t:ty => $kernel:ident),*) => {$(
+        impl PlanarElem for $t {
+            #[inline(always)]
+            fn mul_add(acc: Self, a: Self, b: Self) -> Self {
+                acc + a * b
+            }
+            fn planar_kernel(level: SimdLevel) -> PlanarFn<Self> {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(avx512) = x86_level(level) {
+                    return x86::$kernel(avx512);
+                }
+                let _ = level;
+                scalar::correlate_valid::<Self>
+            }
+        }
+    )*};
 }
-
-impl PlanarElem for f64 {
-    #[inline(always)]
-    fn mul_add(acc: Self, a: Self, b: Self) -> Self {
-        acc + a * b
-    }
-}
+float_elem!(f32 => f32_kernel, f64 => f64_kernel);
 
 /// Checks the shape contract of [`PlanarFn`] once, so kernels may index unchecked.
 pub fn check_shapes<T>(x: &Plane<'_, T>, k: &Plane<'_, T>, out: &PlaneMut<'_, T>) -> bool {
-    fn fits<T>(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
+    fn fits(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
         rows == 0 || cols == 0 || (ld >= cols && (rows - 1) * ld + cols <= len)
     }
     x.rows >= k.rows
         && x.cols >= k.cols
         && out.rows == x.rows - k.rows + 1
         && out.cols == x.cols - k.cols + 1
-        && fits::<T>(x.data.len(), x.rows, x.cols, x.ld)
-        && fits::<T>(k.data.len(), k.rows, k.cols, k.ld)
-        && fits::<T>(out.data.len(), out.rows, out.cols, out.ld)
+        && fits(x.data.len(), x.rows, x.cols, x.ld)
+        && fits(k.data.len(), k.rows, k.cols, k.ld)
+        && fits(out.data.len(), out.rows, out.cols, out.ld)
 }
 
 #[cfg(test)]
@@ -113,5 +139,81 @@ mod tests {
             },
         );
         assert_eq!(out[0], 188);
+    }
+
+    /// Every level's kernel equals the definition (exact: small integers in floats) on
+    /// shapes that exercise full blocks, row tails and masked column tails, with row
+    /// pitches larger than the width and no slack after the buffers.
+    fn check_levels<T: PlanarElem + PartialEq + std::fmt::Debug>(to: fn(i64) -> T) {
+        for level in crate::kernels::tile::available_levels() {
+            let f = T::planar_kernel(level);
+            for (ho, wo, kh, kw) in [
+                (1, 1, 1, 1),
+                (7, 70, 3, 3),
+                (13, 33, 5, 2),
+                (6, 64, 1, 7),
+                (20, 131, 11, 4),
+                (2, 5, 9, 17),
+                (9, 40, 2, 3),
+                (5, 17, 3, 1),
+                (11, 50, 4, 6),
+                (9, 77, 5, 5),
+                (3, 9, 5, 2),
+            ] {
+                let (rows, cols) = (ho + kh - 1, wo + kw - 1);
+                let (ldx, ldk, ldo) = (cols + 3, kw + 1, wo + 2);
+                let x: Vec<T> = (0..(rows - 1) * ldx + cols)
+                    .map(|i| to((i as i64 * 7919) % 23 - 11))
+                    .collect();
+                let k: Vec<T> = (0..(kh - 1) * ldk + kw)
+                    .map(|i| to((i as i64 * 31) % 9 - 4))
+                    .collect();
+                let mut got = vec![to(99); (ho - 1) * ldo + wo];
+                let mut want = got.clone();
+                let planes = |data| Plane {
+                    data,
+                    rows,
+                    cols,
+                    ld: ldx,
+                };
+                let kplane = |data| Plane {
+                    data,
+                    rows: kh,
+                    cols: kw,
+                    ld: ldk,
+                };
+                f(
+                    planes(&x),
+                    kplane(&k),
+                    PlaneMut {
+                        data: &mut got,
+                        rows: ho,
+                        cols: wo,
+                        ld: ldo,
+                    },
+                );
+                scalar::correlate_valid(
+                    planes(&x),
+                    kplane(&k),
+                    PlaneMut {
+                        data: &mut want,
+                        rows: ho,
+                        cols: wo,
+                        ld: ldo,
+                    },
+                );
+                assert_eq!(got, want, "{level:?} {ho}x{wo} k{kh}x{kw}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_matches_the_reference() {
+        check_levels::<f32>(|v| v as f32);
+        check_levels::<f64>(|v| v as f64);
+        check_levels::<i32>(|v| v as i32);
+        check_levels::<u8>(|v| v as u8);
+        check_levels::<i16>(|v| v as i16);
+        check_levels::<u64>(|v| v as u64);
     }
 }

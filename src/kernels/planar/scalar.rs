@@ -3,6 +3,17 @@
 use super::{check_shapes, PlanarElem, Plane, PlaneMut};
 
 pub fn correlate_valid<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+    correlate_valid_inline(x, k, out)
+}
+
+/// The body of [`correlate_valid`], inlined into the ISA-specific integer entry points so
+/// that LLVM vectorises it for their instruction set.
+#[inline(always)]
+pub fn correlate_valid_inline<T: PlanarElem>(
+    x: Plane<'_, T>,
+    k: Plane<'_, T>,
+    out: PlaneMut<'_, T>,
+) {
     assert!(
         check_shapes(&x, &k, &out),
         "planar kernel called with inconsistent shapes"
