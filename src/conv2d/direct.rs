@@ -4,17 +4,21 @@
 //! Output positions run over the band's flattened rows, pitch `w_out + halo`; the `halo`
 //! columns per row are computed and dropped.
 
-use crate::error::Result;
+use crate::error::{ConvError, Result};
 use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 use crate::workspace::try_zeroed;
 
-use super::tiles::{run_tiles, PackedWeights, Split};
+use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split};
 
-/// Bytes of padded input band each task keeps hot (about half of a 1 MiB L2).
-const BAND_BYTES: usize = 512 * 1024;
+/// Largest padded input band of one task. Only the rows under the current tile need to
+/// be cache-resident, so bands are sized for memory, not for L2: a larger band re-reads
+/// fewer halo rows.
+const BAND_BYTES: usize = 8 << 20;
+/// Upper bound for the bands of all threads together (the `big` layer's budget is 64 MiB).
+const ALL_BANDS_BYTES: usize = 48 << 20;
 
 /// Phase-split layout of one band of the padded input.
 struct BandLayout {
@@ -46,10 +50,11 @@ impl BandLayout {
         self.row_phases.len() * self.col_phases.len()
     }
 
-    /// Output rows per band so that a band stays within `BAND_BYTES`.
-    fn max_rows(&self, g: &ConvGeometry, elem: usize) -> usize {
+    /// Output rows per band so that the bands of `threads` tasks stay within budget.
+    fn max_rows(&self, g: &ConvGeometry, elem: usize, threads: usize) -> usize {
+        let budget = BAND_BYTES.min(ALL_BANDS_BYTES / threads.max(1));
         let row_bytes = g.c_in_per_group() * self.planes_per_channel() * self.pitch * elem;
-        (BAND_BYTES / row_bytes.max(1))
+        (budget / row_bytes.max(1))
             .saturating_sub(self.halo_rows)
             .clamp(1, g.h_out.max(1))
     }
@@ -74,42 +79,73 @@ impl BandLayout {
         offs
     }
 
-    /// Copies input rows for output rows `p0..p0 + rows` of one image and group into `band`
-    /// (zeroed beforehand), phase-split and padded.
+    /// The padded, phase-split band for output rows `p0..p0 + rows` of one image and
+    /// group, followed by `slack` zeros. Written front to back in one pass, so nothing is
+    /// zeroed twice.
     fn fill<T: ConvFloat>(
         &self,
         g: &ConvGeometry,
         x_group: &[T],
         p0: usize,
         rows: usize,
-        band: &mut [T],
-    ) {
-        let plane = (rows + self.halo_rows) * self.pitch;
-        let mut dst = 0;
+        slack: usize,
+    ) -> Result<Vec<T>> {
+        let planes = g.c_in_per_group() * self.planes_per_channel();
+        let len = planes * (rows + self.halo_rows) * self.pitch + slack;
+        let mut band = Vec::new();
+        band.try_reserve_exact(len).map_err(|_| {
+            ConvError::Memory(format!("cannot allocate {len} elements for the input band"))
+        })?;
+        let zeros = |band: &mut Vec<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
         for c in 0..g.c_in_per_group() {
             let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
             for &a in &self.row_phases {
                 for &b in &self.col_phases {
+                    // Band columns j whose source column sw·j + b − pad_left lies inside
+                    // the input: j_lo..j_hi.
+                    let col0 = |j: usize| g.sw * j + b;
+                    let j_lo = (g.pad_left.saturating_sub(b))
+                        .div_ceil(g.sw)
+                        .min(self.pitch);
+                    let j_hi = (g.w + g.pad_left)
+                        .saturating_sub(b)
+                        .div_ceil(g.sw)
+                        .clamp(j_lo, self.pitch);
                     for i in 0..rows + self.halo_rows {
                         let pr = g.sh * (p0 + i) + a;
                         let Some(src_r) = pr.checked_sub(g.pad_top).filter(|&r| r < g.h) else {
+                            zeros(&mut band, self.pitch);
                             continue;
                         };
                         let x_row = &x_c[src_r * g.w..(src_r + 1) * g.w];
-                        let d_row = &mut band[dst + i * self.pitch..dst + (i + 1) * self.pitch];
-                        for (j, d) in d_row.iter_mut().enumerate() {
-                            if let Some(col) =
-                                (g.sw * j + b).checked_sub(g.pad_left).filter(|&q| q < g.w)
-                            {
-                                *d = x_row[col];
+                        zeros(&mut band, j_lo);
+                        if j_hi > j_lo {
+                            let first = col0(j_lo) - g.pad_left;
+                            if g.sw == 1 {
+                                band.extend_from_slice(&x_row[first..first + (j_hi - j_lo)]);
+                            } else {
+                                band.extend(x_row[first..].iter().step_by(g.sw).take(j_hi - j_lo));
                             }
                         }
+                        zeros(&mut band, self.pitch - j_hi);
                     }
-                    dst += plane;
                 }
             }
         }
+        zeros(&mut band, slack);
+        debug_assert_eq!(band.len(), len);
+        Ok(band)
     }
+}
+
+/// 1×1 kernels at unit stride without padding read the input in place: it already is the
+/// `B` operand, one row per input channel.
+fn reads_input_in_place(g: &ConvGeometry) -> bool {
+    g.kh == 1
+        && g.kw == 1
+        && g.sh == 1
+        && g.sw == 1
+        && g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0
 }
 
 pub fn conv2d<T: ConvFloat>(
@@ -121,57 +157,166 @@ pub fn conv2d<T: ConvFloat>(
     y: &mut [T],
     threads: usize,
 ) -> Result<()> {
-    let layout = BandLayout::new(g);
-    let max_rows = layout.max_rows(g, std::mem::size_of::<T>());
-    let split = Split::choose(g, threads, g.h_out.div_ceil(max_rows), g.h_out, kern.mr);
-    let rows_per_band = g.h_out.div_ceil(split.m_chunks);
-    let packed: Vec<PackedWeights<T>> = (0..g.groups)
-        .map(|gi| PackedWeights::pack(w, g, gi, kern.mr))
+    let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
+        .map(|gi| GroupWeights::new(w, g, gi))
         .collect::<Result<_>>()?;
+    if reads_input_in_place(g) {
+        return pointwise(g, kern, &packed, x, bias, y, threads);
+    }
+    let (mr, nc) = (kern.mr, kern.nc);
+    let layout = BandLayout::new(g);
+    let max_rows = layout.max_rows(g, std::mem::size_of::<T>(), threads);
+    let bands = g.h_out.div_ceil(max_rows);
+    // Short bands re-read their halo and waste part of their last tile: below 16 rows,
+    // give threads output-channel blocks instead.
+    let prefer_oc = g.h_out / bands < 16;
+    let split = Split::choose(g, threads, bands, g.h_out, mr, prefer_oc);
+    let rows_per_band = g.h_out.div_ceil(split.m_chunks);
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
+    let pitch = layout.pitch;
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
-        let (n, gi, band_idx, oc_range) = split.task(g, t, kern.mr);
+        let (n, gi, band_idx, oc_range) = split.task(g, t, mr);
         let p0 = band_idx * rows_per_band;
         if p0 >= g.h_out || oc_range.is_empty() {
             return Ok(());
         }
         let rows = rows_per_band.min(g.h_out - p0);
-        let offs = layout.offsets(g, rows);
-        let plane = (rows + layout.halo_rows) * layout.pitch;
-        // Slack past the last plane: the last tile reads up to `nc` positions beyond the
-        // band's final row, plus the widest tap shift.
-        let len = cg * layout.planes_per_channel() * plane + layout.pitch + kern.nc;
-        let mut band = try_zeroed::<T>(len, "input band")?;
+        let offs = Offsets::new(layout.offsets(g, rows));
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
-        layout.fill(g, x_group, p0, rows, &mut band);
-        let m_len = rows * layout.pitch;
-        let pitch = layout.pitch;
-        run_tiles(
-            kern,
-            &packed[gi],
-            oc_range,
-            &offs,
-            m_len,
-            &mut band,
-            |m0, _| m0,
-            |oc, m0, row| {
-                let k = gi * kg + oc;
-                let add = bias.map_or(T::ZERO, |b| b[k]);
-                let y_k = ((n * g.c_out + k) * g.h_out + p0) * g.w_out;
-                let mut j = 0;
-                while j < row.len() && m0 + j < m_len {
-                    let (p, q) = ((m0 + j) / pitch, (m0 + j) % pitch);
-                    let seg = (pitch - q).min(row.len() - j);
+        // Slack past the last plane: the last tile reads up to `nc` positions beyond the
+        // band's final row, plus the widest tap shift.
+        let band = layout.fill(g, x_group, p0, rows, pitch + nc)?;
+        let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let m_len = rows * pitch;
+        let tiles = m_len.div_ceil(nc);
+        let group = tiles_per_group(kern, blocks.len());
+        let mut ctile = try_zeroed::<T>(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
+        let mut t0 = 0;
+        while t0 < tiles {
+            let nt = group.min(tiles - t0);
+            compute_tiles(
+                kern,
+                &packed[gi],
+                blocks.clone(),
+                &band,
+                t0 * nc,
+                nt,
+                &offs,
+                &mut ctile,
+            );
+            for t in 0..nt {
+                let m0 = (t0 + t) * nc;
+                let tile = &ctile[t * blocks.len() * mr * nc..];
+                // The tile covers flattened band positions m0..m_end: one segment per
+                // band row, of which the first w_out columns are output.
+                let m_end = (m0 + nc).min(m_len);
+                let mut m = m0;
+                while m < m_end {
+                    let (p, q) = (m / pitch, m % pitch);
+                    let seg = (pitch - q).min(m_end - m);
                     if q < g.w_out {
                         let len = seg.min(g.w_out - q);
-                        // SAFETY: this task alone writes output channel k, rows p0..p0+rows.
-                        unsafe { out.write_row(y_k + p * g.w_out + q, &row[j..j + len], add) };
+                        for oc in oc_range.clone() {
+                            let k = gi * kg + oc;
+                            let add = bias.map_or(T::ZERO, |b| b[k]);
+                            let row = &tile[(oc - blocks.start * mr) * nc + (m - m0)..][..len];
+                            let at = ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q;
+                            // SAFETY: this task alone writes output channel k, rows
+                            // p0..p0+rows.
+                            unsafe { out.write_row(at, row, add) };
+                        }
                     }
-                    j += seg;
+                    m += seg;
                 }
-            },
-        )
+            }
+            t0 += nt;
+        }
+        Ok(())
+    })
+}
+
+/// The 1×1 case of [`reads_input_in_place`]: whole tiles read the input directly; only
+/// the last, partial tile of each plane is copied into a zero-padded panel.
+fn pointwise<T: ConvFloat>(
+    g: &ConvGeometry,
+    kern: &TileKernel<T>,
+    packed: &[GroupWeights<'_, T>],
+    x: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    threads: usize,
+) -> Result<()> {
+    let (mr, nc) = (kern.mr, kern.nc);
+    let plane = g.h * g.w;
+    debug_assert_eq!(plane, g.h_out * g.w_out);
+    let tiles = plane.div_ceil(nc);
+    let split = Split::choose(g, threads, 1, tiles, mr, false);
+    let tiles_per_chunk = tiles.div_ceil(split.m_chunks);
+    let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
+    let offs = Offsets::new((0..cg).map(|c| (c * plane) as isize).collect());
+    let tail_offs = Offsets::new((0..cg).map(|c| (c * nc) as isize).collect());
+    let out = SharedOut::new(y);
+    for_each_task(split.tasks(g), threads, |t| {
+        let (n, gi, chunk, oc_range) = split.task(g, t, mr);
+        let m_lo = chunk * tiles_per_chunk * nc;
+        if m_lo >= plane || oc_range.is_empty() {
+            return Ok(());
+        }
+        let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane);
+        let x_group = &x[(n * g.c_in + gi * cg) * plane..(n * g.c_in + (gi + 1) * cg) * plane];
+        let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let group = tiles_per_group(kern, blocks.len());
+        let mut ctile = try_zeroed::<T>(group * blocks.len() * mr * nc, "output tiles")?;
+        let mut m0 = m_lo;
+        while m0 < m_hi {
+            // Whole tiles inside the plane read the input; reading nc positions past its
+            // end would run past the user's buffer, so the last one goes through a copy.
+            let whole = (plane.min(m_hi) - m0) / nc;
+            let nt = group.min(whole.max(1));
+            if whole > 0 {
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    x_group,
+                    m0,
+                    nt,
+                    &offs,
+                    &mut ctile,
+                );
+            } else {
+                let mut tail = try_zeroed::<T>(cg * nc + nc, "input tail")?;
+                for c in 0..cg {
+                    let src = &x_group[c * plane + m0..c * plane + m_hi];
+                    tail[c * nc..c * nc + src.len()].copy_from_slice(src);
+                }
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    &tail,
+                    0,
+                    1,
+                    &tail_offs,
+                    &mut ctile,
+                );
+            }
+            for t in 0..nt {
+                let m = m0 + t * nc;
+                let len = nc.min(m_hi - m);
+                let tile = &ctile[t * blocks.len() * mr * nc..];
+                for oc in oc_range.clone() {
+                    let k = gi * kg + oc;
+                    let add = bias.map_or(T::ZERO, |b| b[k]);
+                    let row = &tile[(oc - blocks.start * mr) * nc..][..len];
+                    // SAFETY: this task alone writes output channel k, positions m_lo..m_hi.
+                    unsafe { out.write_row((n * g.c_out + k) * plane + m, row, add) };
+                }
+            }
+            m0 += nt * nc;
+        }
+        Ok(())
     })
 }

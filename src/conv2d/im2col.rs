@@ -10,10 +10,11 @@ use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 use crate::workspace::try_zeroed;
 
-use super::tiles::{run_tiles, PackedWeights, Split};
+use super::tiles::{compute_tiles, GroupWeights, Offsets, Split};
 
 /// Packs columns `m0..m0 + nc` (flattened output positions, clipped at `m_end`) of the
-/// im2col matrix of one image and group into `panel` (`kt × nc`, row-major).
+/// im2col matrix of one image and group into `panel` (`kt × nc`, row-major). Each panel
+/// row is filled one output row segment at a time.
 fn pack_panel<T: ConvFloat>(
     g: &ConvGeometry,
     x_group: &[T],
@@ -28,22 +29,50 @@ fn pack_panel<T: ConvFloat>(
         for r in 0..g.kh {
             for s in 0..g.kw {
                 let dst = &mut panel[k * nc..(k + 1) * nc];
-                for (j, d) in dst.iter_mut().enumerate() {
+                let mut j = 0;
+                while j < nc {
                     let m = m0 + j;
-                    *d = T::ZERO;
                     if m >= m_end {
-                        continue;
+                        dst[j..].fill(T::ZERO);
+                        break;
                     }
                     let (p, q) = (m / g.w_out, m % g.w_out);
+                    let seg = (g.w_out - q).min(nc - j).min(m_end - m);
+                    let d = &mut dst[j..j + seg];
                     let row = (p * g.sh + r * g.dh)
                         .checked_sub(g.pad_top)
                         .filter(|&v| v < g.h);
-                    let col = (q * g.sw + s * g.dw)
-                        .checked_sub(g.pad_left)
-                        .filter(|&v| v < g.w);
-                    if let (Some(row), Some(col)) = (row, col) {
-                        *d = x_c[row * g.w + col];
+                    match row {
+                        None => d.fill(T::ZERO),
+                        Some(row) => {
+                            let x_row = &x_c[row * g.w..(row + 1) * g.w];
+                            // Output column q + t reads input column
+                            // (q + t)·sw + s·dw − pad_left, valid for t in t_lo..t_hi.
+                            let c0 = q * g.sw + s * g.dw;
+                            let t_lo = g.pad_left.saturating_sub(c0).div_ceil(g.sw).min(seg);
+                            let t_hi = (g.w + g.pad_left)
+                                .saturating_sub(c0)
+                                .div_ceil(g.sw)
+                                .clamp(t_lo, seg);
+                            d[..t_lo].fill(T::ZERO);
+                            d[t_hi..].fill(T::ZERO);
+                            if t_hi > t_lo {
+                                let first = c0 + t_lo * g.sw - g.pad_left;
+                                let n = t_hi - t_lo;
+                                if g.sw == 1 {
+                                    d[t_lo..t_hi].copy_from_slice(&x_row[first..first + n]);
+                                } else {
+                                    for (v, &src) in d[t_lo..t_hi]
+                                        .iter_mut()
+                                        .zip(x_row[first..].iter().step_by(g.sw))
+                                    {
+                                        *v = src;
+                                    }
+                                }
+                            }
+                        }
                     }
+                    j += seg;
                 }
                 k += 1;
             }
@@ -60,48 +89,53 @@ pub fn conv2d<T: ConvFloat>(
     y: &mut [T],
     threads: usize,
 ) -> Result<()> {
-    let nc = kern.nc;
+    let (mr, nc) = (kern.mr, kern.nc);
     let plane_out = g.h_out * g.w_out;
     let tiles = plane_out.div_ceil(nc);
-    let split = Split::choose(g, threads, 1, tiles, kern.mr);
+    let split = Split::choose(g, threads, 1, tiles, mr, false);
     let tiles_per_chunk = tiles.div_ceil(split.m_chunks);
-    let packed: Vec<PackedWeights<T>> = (0..g.groups)
-        .map(|gi| PackedWeights::pack(w, g, gi, kern.mr))
+    let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
+        .map(|gi| GroupWeights::new(w, g, gi))
         .collect::<Result<_>>()?;
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
-    let offs: Vec<isize> = (0..kt).map(|k| (k * nc) as isize).collect();
+    let offs = Offsets::new((0..kt).map(|k| (k * nc) as isize).collect());
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
-        let (n, gi, chunk, oc_range) = split.task(g, t, kern.mr);
+        let (n, gi, chunk, oc_range) = split.task(g, t, mr);
         let m_lo = chunk * tiles_per_chunk * nc;
         if m_lo >= plane_out || oc_range.is_empty() {
             return Ok(());
         }
         let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane_out);
         let mut panel = try_zeroed::<T>(kt * nc, "im2col panel")?;
+        let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let mut ctile = try_zeroed::<T>(blocks.len() * mr * nc, "output tile")?;
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
-        run_tiles(
-            kern,
-            &packed[gi],
-            oc_range,
-            &offs,
-            m_hi - m_lo,
-            &mut panel,
-            |m0, panel| {
-                pack_panel(g, x_group, m_lo + m0, m_hi, nc, panel);
-                0
-            },
-            |oc, m0, row| {
+        let mut m0 = m_lo;
+        while m0 < m_hi {
+            pack_panel(g, x_group, m0, m_hi, nc, &mut panel);
+            compute_tiles(
+                kern,
+                &packed[gi],
+                blocks.clone(),
+                &panel,
+                0,
+                1,
+                &offs,
+                &mut ctile,
+            );
+            let len = nc.min(m_hi - m0);
+            for oc in oc_range.clone() {
                 let k = gi * kg + oc;
                 let add = bias.map_or(T::ZERO, |b| b[k]);
-                let len = row.len().min(m_hi - m_lo - m0);
+                let row = &ctile[(oc - blocks.start * mr) * nc..][..len];
                 // SAFETY: this task alone writes output channel k, positions m_lo..m_hi.
-                unsafe {
-                    out.write_row((n * g.c_out + k) * plane_out + m_lo + m0, &row[..len], add)
-                };
-            },
-        )
+                unsafe { out.write_row((n * g.c_out + k) * plane_out + m0, row, add) };
+            }
+            m0 += nc;
+        }
+        Ok(())
     })
 }

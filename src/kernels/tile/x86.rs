@@ -23,27 +23,41 @@ macro_rules! tile_kernel {
         #[target_feature(enable = $features)]
         unsafe fn $name(
             kt: usize,
-            a: *const $t,
+            a: *const *const $t,
             b: *const $t,
             offs: *const isize,
             c: *mut $t,
             ldc: usize,
+            accumulate: bool,
         ) {
             const MR: usize = $mr;
             const NV: usize = $nv;
             let mut acc = [[$zero(); NV]; MR];
+            if accumulate {
+                for i in 0..MR {
+                    for j in 0..NV {
+                        // SAFETY: the caller guarantees `MR` rows of `ldc >= NV·lanes`
+                        // readable elements at `c`.
+                        acc[i][j] = unsafe { $load(c.add(i * ldc + j * $lanes)) };
+                    }
+                }
+            }
+            let mut rows = [std::ptr::null::<$t>(); MR];
+            for i in 0..MR {
+                // SAFETY: the caller guarantees `MR` row pointers at `a`.
+                rows[i] = unsafe { *a.add(i) };
+            }
             for k in 0..kt {
                 // SAFETY: the caller guarantees `kt` offsets, `NV·lanes` readable elements
-                // at `b + offs[k]`, and `kt·MR` packed weights at `a`.
+                // at `b + offs[k]`, and `kt` readable weights in each row.
                 unsafe {
                     let brow = b.offset(*offs.add(k));
-                    let arow = a.add(k * MR);
                     let mut bv = [$zero(); NV];
                     for j in 0..NV {
                         bv[j] = $load(brow.add(j * $lanes));
                     }
                     for i in 0..MR {
-                        let av = $set1(*arow.add(i));
+                        let av = $set1(*rows[i].add(k));
                         for j in 0..NV {
                             acc[i][j] = $fma(av, bv[j], acc[i][j]);
                         }
