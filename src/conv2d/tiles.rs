@@ -105,7 +105,7 @@ pub fn compute_tiles<T: ConvFloat>(
     assert!(tiles * nb * mr * nc <= ctile.len());
     let mut k0 = 0;
     while k0 < kt {
-        let kc = kc_env().min(kt - k0);
+        let kc = KC.min(kt - k0);
         for (bi, blk) in blocks.clone().enumerate() {
             let rows = pw.block_rows(blk, mr, k0);
             for t in 0..tiles {
@@ -156,7 +156,7 @@ impl Split {
             m_chunks: m_needed,
             oc_chunks: 1,
         };
-        if threads <= 1 || base % threads == 0 || base >= 4 * threads {
+        if threads <= 1 || base.is_multiple_of(threads) || base >= 4 * threads {
             return split;
         }
         // Smallest factor that makes the task count a multiple of the thread count.
@@ -203,14 +203,4 @@ fn gcd(a: usize, b: usize) -> usize {
     } else {
         gcd(b, a % b)
     }
-}
-
-fn kc_env() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("KC")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(KC)
-    })
 }

@@ -204,6 +204,7 @@ mod tests {
 #[cfg(test)]
 mod peak {
     use super::*;
+    /// Throughput with `B` in L1 (`cargo test --release -- --ignored --nocapture`).
     #[test]
     #[ignore]
     fn kernel_peak() {
@@ -212,7 +213,7 @@ mod peak {
             let a = vec![1.0f32; kt * k.mr];
             let rows: Vec<*const f32> = (0..k.mr).map(|i| a[i * kt..].as_ptr()).collect();
             let b = vec![1.0f32; 4096];
-            let offs: Vec<isize> = (0..kt).map(|i| ((i % 16) * 64) as isize).collect();
+            let offs: Vec<isize> = (0..kt).map(|i| ((i % 16) * 64 + i % 3) as isize).collect();
             let mut c = vec![0f32; k.mr * k.nc];
             let reps = 200000;
             let t = std::time::Instant::now();
