@@ -177,7 +177,7 @@ mod tests {
         loop {
             let groups = [1, 1, 1, 2, 3][rng.below(5)];
             let (mut cg, mut kg) = (
-                rng.below(10) + usize::from(case % 11 != 0),
+                rng.below(10) + usize::from(!case.is_multiple_of(11)),
                 rng.below(19) + 1,
             );
             let (mut kh, mut kw) = (rng.below(5) + 1, rng.below(5) + 1);
@@ -198,7 +198,7 @@ mod tests {
                 4 => (pad, stride) = ([0; 4], [1, 1]),
                 _ => {}
             }
-            let n = rng.below(3) + usize::from(case % 7 != 0);
+            let n = rng.below(3) + usize::from(!case.is_multiple_of(7));
             let (h, w) = (rng.below(30) + 1, rng.below(60) + 1);
             let g = ConvGeometry::new(
                 [n, cg * groups, h, w],

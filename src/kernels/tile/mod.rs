@@ -50,6 +50,7 @@ impl<T> TileKernel<T> {
     /// writable (and, with `accumulate`, initialised) elements with `ldc >= nc`, not
     /// overlapping `a` or `b`.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn run(
         &self,
         kt: usize,
