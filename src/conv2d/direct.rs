@@ -1,8 +1,9 @@
-//! Direct convolution from NCHW input, no im2col: per band of output rows, the input is
-//! copied once into a zero-padded, phase-split band (one plane per input channel and
-//! stride phase), and every (channel, tap) becomes a constant shift inside that band.
-//! Output positions run over the band's flattened rows, pitch `w_out + halo`; the `halo`
-//! columns per row are computed and dropped.
+//! Direct convolution from NCHW input, no im2col: per band of output rows (and, for wide
+//! images, strip of output columns), the input is copied once into a zero-padded,
+//! phase-split band (one plane per input channel and stride phase), and every
+//! (channel, tap) becomes a constant shift inside that band. Output positions run over
+//! the band's flattened rows, pitch `cols + halo`; the `halo` columns per row are computed
+//! and dropped.
 
 use crate::error::{ConvError, Result};
 use crate::geometry::ConvGeometry;
@@ -13,12 +14,13 @@ use crate::workspace::try_zeroed;
 
 use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split};
 
-/// Largest padded input band of one task. Only the rows under the current tile need to
-/// be cache-resident, so bands are sized for memory, not for L2: a larger band re-reads
-/// fewer halo rows.
-const BAND_BYTES: usize = 8 << 20;
-/// Upper bound for the bands of all threads together (the `big` layer's budget is 64 MiB).
-const ALL_BANDS_BYTES: usize = 48 << 20;
+/// Padded input band of one task: small enough to stay in a 1 MiB L2 next to the
+/// weights, since every tile reads its rows from there (a band streamed from L3 halves
+/// the kernel's speed).
+const BAND_BYTES: usize = 512 * 1024;
+/// Output rows of a band when the image is too wide for a full-width band: column strips
+/// of at least this many rows keep the re-copied halo (and the per-row waste) small.
+const STRIP_ROWS: usize = 8;
 
 /// Phase-split layout of one band of the padded input.
 struct BandLayout {
@@ -27,7 +29,7 @@ struct BandLayout {
     col_phases: Vec<usize>,
     /// Extra phase rows / columns needed below / right of each output row / column.
     halo_rows: usize,
-    pitch: usize,
+    halo_cols: usize,
 }
 
 impl BandLayout {
@@ -42,7 +44,7 @@ impl BandLayout {
             row_phases: used(g.kh, g.dh, g.sh),
             col_phases: used(g.kw, g.dw, g.sw),
             halo_rows: g.dh * (g.kh - 1) / g.sh,
-            pitch: g.w_out + g.dw * (g.kw - 1) / g.sw,
+            halo_cols: g.dw * (g.kw - 1) / g.sw,
         }
     }
 
@@ -50,18 +52,24 @@ impl BandLayout {
         self.row_phases.len() * self.col_phases.len()
     }
 
-    /// Output rows per band so that the bands of `threads` tasks stay within budget.
-    fn max_rows(&self, g: &ConvGeometry, elem: usize, threads: usize) -> usize {
-        let budget = BAND_BYTES.min(ALL_BANDS_BYTES / threads.max(1));
-        let row_bytes = g.c_in_per_group() * self.planes_per_channel() * self.pitch * elem;
-        (budget / row_bytes.max(1))
-            .saturating_sub(self.halo_rows)
-            .clamp(1, g.h_out.max(1))
+    /// Output rows and columns of a band that fits `BAND_BYTES`: full-width bands where
+    /// they can hold `STRIP_ROWS` rows, else column strips of equal width.
+    fn band_shape(&self, g: &ConvGeometry, elem: usize) -> (usize, usize) {
+        let per_plane = BAND_BYTES / (g.c_in_per_group() * self.planes_per_channel() * elem).max(1);
+        let full_rows = (per_plane / (g.w_out + self.halo_cols)).saturating_sub(self.halo_rows);
+        if full_rows >= STRIP_ROWS.min(g.h_out) {
+            return (full_rows.min(g.h_out), g.w_out);
+        }
+        let rows = STRIP_ROWS.min(g.h_out);
+        let cols = (per_plane / (rows + self.halo_rows))
+            .saturating_sub(self.halo_cols)
+            .clamp(32.min(g.w_out), g.w_out);
+        (rows, g.w_out.div_ceil(g.w_out.div_ceil(cols)))
     }
 
-    /// Shift of each (channel, tap) inside a band of `rows` output rows.
-    fn offsets(&self, g: &ConvGeometry, rows: usize) -> Vec<isize> {
-        let plane = (rows + self.halo_rows) * self.pitch;
+    /// Shift of each (channel, tap) inside a band of `rows` output rows and `pitch`.
+    fn offsets(&self, g: &ConvGeometry, rows: usize, pitch: usize) -> Vec<isize> {
+        let plane = (rows + self.halo_rows) * pitch;
         let pos = |v: &[usize], x: usize| v.iter().position(|&p| p == x).unwrap_or(0);
         let mut offs = Vec::with_capacity(g.c_in_per_group() * g.kh * g.kw);
         for c in 0..g.c_in_per_group() {
@@ -72,26 +80,30 @@ impl BandLayout {
                     let p = (c * self.row_phases.len() + pos(&self.row_phases, a))
                         * self.col_phases.len()
                         + pos(&self.col_phases, b);
-                    offs.push((p * plane + i * self.pitch + j) as isize);
+                    offs.push((p * plane + i * pitch + j) as isize);
                 }
             }
         }
         offs
     }
 
-    /// The padded, phase-split band for output rows `p0..p0 + rows` of one image and
-    /// group, followed by `slack` zeros. Written front to back in one pass, so nothing is
-    /// zeroed twice.
+    /// The padded, phase-split band for output rows `p0..p0 + rows` and columns
+    /// `q0..q0 + cols` of one image and group, followed by `slack` zeros. Written front
+    /// to back in one pass, so nothing is zeroed twice.
+    #[allow(clippy::too_many_arguments)]
     fn fill<T: ConvFloat>(
         &self,
         g: &ConvGeometry,
         x_group: &[T],
         p0: usize,
         rows: usize,
+        q0: usize,
+        cols: usize,
         slack: usize,
     ) -> Result<Vec<T>> {
+        let pitch = cols + self.halo_cols;
         let planes = g.c_in_per_group() * self.planes_per_channel();
-        let len = planes * (rows + self.halo_rows) * self.pitch + slack;
+        let len = planes * (rows + self.halo_rows) * pitch + slack;
         let mut band = Vec::new();
         band.try_reserve_exact(len).map_err(|_| {
             ConvError::Memory(format!("cannot allocate {len} elements for the input band"))
@@ -101,33 +113,31 @@ impl BandLayout {
             let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
             for &a in &self.row_phases {
                 for &b in &self.col_phases {
-                    // Band columns j whose source column sw·j + b − pad_left lies inside
-                    // the input: j_lo..j_hi.
-                    let col0 = |j: usize| g.sw * j + b;
-                    let j_lo = (g.pad_left.saturating_sub(b))
-                        .div_ceil(g.sw)
-                        .min(self.pitch);
+                    // Band columns j whose source column sw·(q0 + j) + b − pad_left lies
+                    // inside the input: j_lo..j_hi.
+                    let c0 = g.sw * q0 + b;
+                    let j_lo = g.pad_left.saturating_sub(c0).div_ceil(g.sw).min(pitch);
                     let j_hi = (g.w + g.pad_left)
-                        .saturating_sub(b)
+                        .saturating_sub(c0)
                         .div_ceil(g.sw)
-                        .clamp(j_lo, self.pitch);
+                        .clamp(j_lo, pitch);
                     for i in 0..rows + self.halo_rows {
                         let pr = g.sh * (p0 + i) + a;
                         let Some(src_r) = pr.checked_sub(g.pad_top).filter(|&r| r < g.h) else {
-                            zeros(&mut band, self.pitch);
+                            zeros(&mut band, pitch);
                             continue;
                         };
                         let x_row = &x_c[src_r * g.w..(src_r + 1) * g.w];
                         zeros(&mut band, j_lo);
                         if j_hi > j_lo {
-                            let first = col0(j_lo) - g.pad_left;
+                            let first = c0 + g.sw * j_lo - g.pad_left;
                             if g.sw == 1 {
                                 band.extend_from_slice(&x_row[first..first + (j_hi - j_lo)]);
                             } else {
-                                band.extend(x_row[first..].iter().step_by(g.sw).take(j_hi - j_lo));
+                                gather(&mut band, &x_row[first..], g.sw, j_hi - j_lo);
                             }
                         }
-                        zeros(&mut band, self.pitch - j_hi);
+                        zeros(&mut band, pitch - j_hi);
                     }
                 }
             }
@@ -136,6 +146,41 @@ impl BandLayout {
         debug_assert_eq!(band.len(), len);
         Ok(band)
     }
+}
+
+/// Appends `src[0], src[step], …` (`n` elements) to `band`; `src` holds at least
+/// `(n − 1)·step + 1` elements.
+fn gather<T: ConvFloat>(band: &mut Vec<T>, src: &[T], step: usize, n: usize) {
+    let start = band.len();
+    band.resize(start + n, T::ZERO);
+    let dst = &mut band[start..];
+    // A constant step lets the compiler vectorise the whole-chunk loop.
+    let full = match step {
+        2 => gather_chunks::<T, 2>(dst, src),
+        3 => gather_chunks::<T, 3>(dst, src),
+        4 => gather_chunks::<T, 4>(dst, src),
+        _ => {
+            let full = (src.len() / step).min(n);
+            for (d, c) in dst[..full].iter_mut().zip(src.chunks_exact(step)) {
+                *d = c[0];
+            }
+            full
+        }
+    };
+    // The one element whose chunk the end of the row cuts short.
+    if full < n {
+        dst[full] = src[full * step];
+    }
+}
+
+/// `dst[i] = src[i·N]` over the whole `N`-chunks of `src`; returns how many were copied.
+fn gather_chunks<T: ConvFloat, const N: usize>(dst: &mut [T], src: &[T]) -> usize {
+    let (chunks, _) = src.as_chunks::<N>();
+    let full = chunks.len().min(dst.len());
+    for (d, c) in dst[..full].iter_mut().zip(chunks) {
+        *d = c[0];
+    }
+    full
 }
 
 /// 1×1 kernels at unit stride without padding read the input in place: it already is the
@@ -165,29 +210,34 @@ pub fn conv2d<T: ConvFloat>(
     }
     let (mr, nc) = (kern.mr, kern.nc);
     let layout = BandLayout::new(g);
-    let max_rows = layout.max_rows(g, std::mem::size_of::<T>(), threads);
+    let (max_rows, max_cols) = layout.band_shape(g, std::mem::size_of::<T>());
+    let strips = g.w_out.div_ceil(max_cols);
     let bands = g.h_out.div_ceil(max_rows);
     // Short bands re-read their halo and waste part of their last tile: below 16 rows,
     // give threads output-channel blocks instead.
     let prefer_oc = g.h_out / bands < 16;
-    let split = Split::choose(g, threads, bands, g.h_out, mr, prefer_oc);
-    let rows_per_band = g.h_out.div_ceil(split.m_chunks);
+    // Position chunks are (row band, column strip) pairs; threads may split rows further.
+    let split = Split::choose(g, threads, bands * strips, g.h_out * strips, mr, prefer_oc);
+    let rows_per_band = g.h_out.div_ceil(split.m_chunks / strips);
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
-    let pitch = layout.pitch;
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
-        let (n, gi, band_idx, oc_range) = split.task(g, t, mr);
-        let p0 = band_idx * rows_per_band;
-        if p0 >= g.h_out || oc_range.is_empty() {
+        let (n, gi, m_chunk, oc_range) = split.task(g, t, mr);
+        let (p0, q0) = (
+            (m_chunk / strips) * rows_per_band,
+            (m_chunk % strips) * max_cols,
+        );
+        if p0 >= g.h_out || q0 >= g.w_out || oc_range.is_empty() {
             return Ok(());
         }
-        let rows = rows_per_band.min(g.h_out - p0);
-        let offs = Offsets::new(layout.offsets(g, rows));
+        let (rows, cols) = (rows_per_band.min(g.h_out - p0), max_cols.min(g.w_out - q0));
+        let pitch = cols + layout.halo_cols;
+        let offs = Offsets::new(layout.offsets(g, rows, pitch));
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
         // Slack past the last plane: the last tile reads up to `nc` positions beyond the
         // band's final row, plus the widest tap shift.
-        let band = layout.fill(g, x_group, p0, rows, pitch + nc)?;
+        let band = layout.fill(g, x_group, p0, rows, q0, cols, pitch + nc)?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let m_len = rows * pitch;
         let tiles = m_len.div_ceil(nc);
@@ -210,21 +260,21 @@ pub fn conv2d<T: ConvFloat>(
                 let m0 = (t0 + t) * nc;
                 let tile = &ctile[t * blocks.len() * mr * nc..];
                 // The tile covers flattened band positions m0..m_end: one segment per
-                // band row, of which the first w_out columns are output.
+                // band row, of which the first `cols` columns are output.
                 let m_end = (m0 + nc).min(m_len);
                 let mut m = m0;
                 while m < m_end {
                     let (p, q) = (m / pitch, m % pitch);
                     let seg = (pitch - q).min(m_end - m);
-                    if q < g.w_out {
-                        let len = seg.min(g.w_out - q);
+                    if q < cols {
+                        let len = seg.min(cols - q);
                         for oc in oc_range.clone() {
                             let k = gi * kg + oc;
                             let add = bias.map_or(T::ZERO, |b| b[k]);
                             let row = &tile[(oc - blocks.start * mr) * nc + (m - m0)..][..len];
-                            let at = ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q;
+                            let at = ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q0 + q;
                             // SAFETY: this task alone writes output channel k, rows
-                            // p0..p0+rows.
+                            // p0..p0+rows, columns q0..q0+cols.
                             unsafe { out.write_row(at, row, add) };
                         }
                     }

@@ -13,8 +13,8 @@ use crate::workspace::try_zeroed;
 use super::tiles::{compute_tiles, GroupWeights, Offsets, Split};
 
 /// Packs columns `m0..m0 + nc` (flattened output positions, clipped at `m_end`) of the
-/// im2col matrix of one image and group into `panel` (`kt × nc`, row-major). Each panel
-/// row is filled one output row segment at a time.
+/// im2col matrix of one image and group into `panel` (`kt × nc`, row-major). The tile's
+/// split into output-row segments is the same for every panel row, so it is computed once.
 fn pack_panel<T: ConvFloat>(
     g: &ConvGeometry,
     x_group: &[T],
@@ -23,58 +23,85 @@ fn pack_panel<T: ConvFloat>(
     nc: usize,
     panel: &mut [T],
 ) {
+    // (first panel column, output row, output column, length) of each segment.
+    let mut segs = [(0usize, 0usize, 0usize, 0usize); 64];
+    let mut n_segs = 0;
+    let mut j = 0;
+    while j < nc && m0 + j < m_end && n_segs < segs.len() {
+        let m = m0 + j;
+        let (p, q) = (m / g.w_out, m % g.w_out);
+        let seg = (g.w_out - q).min(nc - j).min(m_end - m);
+        segs[n_segs] = (j, p, q, seg);
+        n_segs += 1;
+        j += seg;
+    }
+    // More segments than fit (very narrow outputs) are packed on a second pass below.
+    let covered = j;
     let mut k = 0;
     for c in 0..g.c_in_per_group() {
         let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..g.kh {
             for s in 0..g.kw {
                 let dst = &mut panel[k * nc..(k + 1) * nc];
-                let mut j = 0;
-                while j < nc {
+                for &(j, p, q, seg) in &segs[..n_segs] {
+                    pack_segment(g, x_c, r, s, p, q, &mut dst[j..j + seg]);
+                }
+                let mut j = covered;
+                while j < nc && m0 + j < m_end {
                     let m = m0 + j;
-                    if m >= m_end {
-                        dst[j..].fill(T::ZERO);
-                        break;
-                    }
                     let (p, q) = (m / g.w_out, m % g.w_out);
                     let seg = (g.w_out - q).min(nc - j).min(m_end - m);
-                    let d = &mut dst[j..j + seg];
-                    let row = (p * g.sh + r * g.dh)
-                        .checked_sub(g.pad_top)
-                        .filter(|&v| v < g.h);
-                    match row {
-                        None => d.fill(T::ZERO),
-                        Some(row) => {
-                            let x_row = &x_c[row * g.w..(row + 1) * g.w];
-                            // Output column q + t reads input column
-                            // (q + t)·sw + s·dw − pad_left, valid for t in t_lo..t_hi.
-                            let c0 = q * g.sw + s * g.dw;
-                            let t_lo = g.pad_left.saturating_sub(c0).div_ceil(g.sw).min(seg);
-                            let t_hi = (g.w + g.pad_left)
-                                .saturating_sub(c0)
-                                .div_ceil(g.sw)
-                                .clamp(t_lo, seg);
-                            d[..t_lo].fill(T::ZERO);
-                            d[t_hi..].fill(T::ZERO);
-                            if t_hi > t_lo {
-                                let first = c0 + t_lo * g.sw - g.pad_left;
-                                let n = t_hi - t_lo;
-                                if g.sw == 1 {
-                                    d[t_lo..t_hi].copy_from_slice(&x_row[first..first + n]);
-                                } else {
-                                    for (v, &src) in d[t_lo..t_hi]
-                                        .iter_mut()
-                                        .zip(x_row[first..].iter().step_by(g.sw))
-                                    {
-                                        *v = src;
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    pack_segment(g, x_c, r, s, p, q, &mut dst[j..j + seg]);
                     j += seg;
                 }
+                dst[j..].fill(T::ZERO);
                 k += 1;
+            }
+        }
+    }
+}
+
+/// Tap `(r, s)` of output row `p`, columns `q..q + d.len()`, into `d` (zero where the
+/// receptive field lies in the padding).
+fn pack_segment<T: ConvFloat>(
+    g: &ConvGeometry,
+    x_c: &[T],
+    r: usize,
+    s: usize,
+    p: usize,
+    q: usize,
+    d: &mut [T],
+) {
+    let seg = d.len();
+    let row = (p * g.sh + r * g.dh)
+        .checked_sub(g.pad_top)
+        .filter(|&v| v < g.h);
+    let Some(row) = row else {
+        d.fill(T::ZERO);
+        return;
+    };
+    let x_row = &x_c[row * g.w..(row + 1) * g.w];
+    // Output column q + t reads input column (q + t)·sw + s·dw − pad_left, valid for t in
+    // t_lo..t_hi.
+    let c0 = q * g.sw + s * g.dw;
+    let t_lo = g.pad_left.saturating_sub(c0).div_ceil(g.sw).min(seg);
+    let t_hi = (g.w + g.pad_left)
+        .saturating_sub(c0)
+        .div_ceil(g.sw)
+        .clamp(t_lo, seg);
+    d[..t_lo].fill(T::ZERO);
+    d[t_hi..].fill(T::ZERO);
+    if t_hi > t_lo {
+        let first = c0 + t_lo * g.sw - g.pad_left;
+        let n = t_hi - t_lo;
+        if g.sw == 1 {
+            d[t_lo..t_hi].copy_from_slice(&x_row[first..first + n]);
+        } else {
+            for (v, &src) in d[t_lo..t_hi]
+                .iter_mut()
+                .zip(x_row[first..].iter().step_by(g.sw))
+            {
+                *v = src;
             }
         }
     }
