@@ -246,6 +246,8 @@ pub fn conv2d<T: ConvFloat>(
         let mut t0 = 0;
         while t0 < tiles {
             let nt = group.min(tiles - t0);
+            // Only the band's last tile is partial.
+            let last_len = nc.min(m_len - (t0 + nt - 1) * nc);
             compute_tiles(
                 kern,
                 &packed[gi],
@@ -253,6 +255,7 @@ pub fn conv2d<T: ConvFloat>(
                 &band,
                 t0 * nc,
                 nt,
+                last_len,
                 &offs,
                 &mut ctile,
             );
@@ -333,6 +336,7 @@ fn pointwise<T: ConvFloat>(
                     x_group,
                     m0,
                     nt,
+                    nc,
                     &offs,
                     &mut ctile,
                 );
@@ -349,6 +353,7 @@ fn pointwise<T: ConvFloat>(
                     &tail,
                     0,
                     1,
+                    m_hi - m0,
                     &tail_offs,
                     &mut ctile,
                 );

@@ -150,6 +150,7 @@ pub fn conv2d<T: ConvFloat>(
                 &panel,
                 0,
                 1,
+                nc.min(m_hi - m0),
                 &offs,
                 &mut ctile,
             );

@@ -81,8 +81,11 @@ pub fn tiles_per_group<T>(kern: &TileKernel<T>, blocks: usize) -> usize {
 
 /// Computes `tiles` consecutive tiles, tile `t` reading `b[base + t·nc..]`, for the
 /// output-channel blocks `blocks` of `pw` into `ctile`, laid out `[t][block][mr][nc]`
-/// (blocks relative to `blocks.start`). The reduction runs in chunks of `KC` steps, and
-/// each chunk of one block's weights serves every tile before the next block's.
+/// (blocks relative to `blocks.start`). Only the first `last_len` positions of the last
+/// tile are needed: when that saves work it is computed with the narrow kernel, and the
+/// rest of its row in `ctile` is left as it was. The reduction runs in chunks of `KC`
+/// steps, and each chunk of one block's weights serves every tile before the next
+/// block's.
 #[allow(clippy::too_many_arguments)]
 pub fn compute_tiles<T: ConvFloat>(
     kern: &TileKernel<T>,
@@ -91,10 +94,19 @@ pub fn compute_tiles<T: ConvFloat>(
     b: &[T],
     base: usize,
     tiles: usize,
+    last_len: usize,
     offs: &Offsets,
     ctile: &mut [T],
 ) {
     let (mr, nc, kt) = (kern.mr, kern.nc, pw.kt);
+    let narrow = kern.narrowed();
+    // Narrow calls for the last tile, each `narrow.nc` wide and inside the tile.
+    let narrow_calls = last_len.div_ceil(narrow.nc);
+    let (full, narrow_calls) = if narrow_calls * narrow.nc < nc {
+        (tiles - 1, narrow_calls)
+    } else {
+        (tiles, 0)
+    };
     let nb = blocks.len();
     // The microkernel reads b[base + t·nc + offs[k] + j] for j < nc and writes mr · nc
     // elements per tile and block: check it all once. Weight rows are checked by
@@ -108,7 +120,7 @@ pub fn compute_tiles<T: ConvFloat>(
         let kc = KC.min(kt - k0);
         for (bi, blk) in blocks.clone().enumerate() {
             let rows = pw.block_rows(blk, mr, k0);
-            for t in 0..tiles {
+            for t in 0..full {
                 // SAFETY: the ranges of all three operands were checked above.
                 unsafe {
                     kern.run(
@@ -117,6 +129,23 @@ pub fn compute_tiles<T: ConvFloat>(
                         b.as_ptr().add(base + t * nc),
                         offs.offs.as_ptr().add(k0),
                         ctile.as_mut_ptr().add((t * nb + bi) * mr * nc),
+                        nc,
+                        k0 > 0,
+                    )
+                };
+            }
+            for j in 0..narrow_calls {
+                let at = full * nc + j * narrow.nc;
+                // SAFETY: as above; narrow calls read and write within the last tile.
+                unsafe {
+                    narrow.run(
+                        kc,
+                        rows.as_ptr(),
+                        b.as_ptr().add(base + at),
+                        offs.offs.as_ptr().add(k0),
+                        ctile
+                            .as_mut_ptr()
+                            .add((full * nb + bi) * mr * nc + j * narrow.nc),
                         nc,
                         k0 > 0,
                     )

@@ -33,11 +33,38 @@ pub struct TileKernel<T> {
     pub nc: usize,
     pub name: &'static str,
     func: TileFn<T>,
+    /// A kernel for the same `mr` and `narrow_nc` positions (one vector), for the last,
+    /// partial tile of a row of tiles: it computes fewer positions that are then dropped.
+    pub narrow_nc: usize,
+    narrow: TileFn<T>,
 }
 
 impl<T> TileKernel<T> {
-    pub const fn new(mr: usize, nc: usize, name: &'static str, func: TileFn<T>) -> Self {
-        TileKernel { mr, nc, name, func }
+    pub const fn new(
+        mr: usize,
+        nc: usize,
+        name: &'static str,
+        func: TileFn<T>,
+        narrow_nc: usize,
+        narrow: TileFn<T>,
+    ) -> Self {
+        TileKernel {
+            mr,
+            nc,
+            name,
+            func,
+            narrow_nc,
+            narrow,
+        }
+    }
+
+    /// This kernel's narrow variant as a kernel of its own (`nc == narrow_nc`).
+    pub fn narrowed(&self) -> Self {
+        TileKernel {
+            nc: self.narrow_nc,
+            func: self.narrow,
+            ..*self
+        }
     }
 
     /// Computes one tile and overwrites `c[i·ldc + j]` for `i < mr`, `j < nc`; with
@@ -196,8 +223,12 @@ mod tests {
     #[test]
     fn every_level_matches_the_definition() {
         for level in available_levels() {
-            check(select_f32(level), |v| v as f32, |v| v as f64);
-            check(select_f64(level), |v| v, |v| v);
+            for kern in [select_f32(level), select_f32(level).narrowed()] {
+                check(kern, |v| v as f32, |v| v as f64);
+            }
+            for kern in [select_f64(level), select_f64(level).narrowed()] {
+                check(kern, |v| v, |v| v);
+            }
         }
     }
 }

@@ -3,8 +3,10 @@
 
 use super::TileKernel;
 
-pub const F32: TileKernel<f32> = TileKernel::new(4, 8, "scalar-4x8", tile::<f32, 4, 8>);
-pub const F64: TileKernel<f64> = TileKernel::new(4, 8, "scalar-4x8", tile::<f64, 4, 8>);
+pub const F32: TileKernel<f32> =
+    TileKernel::new(4, 8, "scalar-4x8", tile::<f32, 4, 8>, 4, tile::<f32, 4, 4>);
+pub const F64: TileKernel<f64> =
+    TileKernel::new(4, 8, "scalar-4x8", tile::<f64, 4, 8>, 4, tile::<f64, 4, 4>);
 
 /// # Safety
 /// See [`TileKernel::run`].

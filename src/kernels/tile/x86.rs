@@ -6,10 +6,14 @@ use std::arch::x86_64::*;
 
 use super::TileKernel;
 
-pub const F32_AVX512: TileKernel<f32> = TileKernel::new(8, 48, "avx512-8x48", f32_avx512);
-pub const F64_AVX512: TileKernel<f64> = TileKernel::new(8, 24, "avx512-8x24", f64_avx512);
-pub const F32_AVX2: TileKernel<f32> = TileKernel::new(6, 16, "avx2-6x16", f32_avx2);
-pub const F64_AVX2: TileKernel<f64> = TileKernel::new(6, 8, "avx2-6x8", f64_avx2);
+pub const F32_AVX512: TileKernel<f32> =
+    TileKernel::new(8, 48, "avx512-8x48", f32_avx512, 16, f32_avx512_narrow);
+pub const F64_AVX512: TileKernel<f64> =
+    TileKernel::new(8, 24, "avx512-8x24", f64_avx512, 8, f64_avx512_narrow);
+pub const F32_AVX2: TileKernel<f32> =
+    TileKernel::new(6, 16, "avx2-6x16", f32_avx2, 8, f32_avx2_narrow);
+pub const F64_AVX2: TileKernel<f64> =
+    TileKernel::new(6, 8, "avx2-6x8", f64_avx2, 4, f64_avx2_narrow);
 
 /// Expands to one `#[target_feature]` entry point plus its register-blocked body. The
 /// body is a macro, not an `#[inline(always)]` generic, so that every intrinsic is
@@ -119,6 +123,58 @@ tile_kernel!(
     "avx2,fma",
     6,
     2,
+    4,
+    _mm256_setzero_pd,
+    _mm256_loadu_pd,
+    _mm256_set1_pd,
+    _mm256_fmadd_pd,
+    _mm256_storeu_pd
+);
+tile_kernel!(
+    f32_avx512_narrow,
+    f32,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
+    8,
+    1,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps
+);
+tile_kernel!(
+    f64_avx512_narrow,
+    f64,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
+    8,
+    1,
+    8,
+    _mm512_setzero_pd,
+    _mm512_loadu_pd,
+    _mm512_set1_pd,
+    _mm512_fmadd_pd,
+    _mm512_storeu_pd
+);
+tile_kernel!(
+    f32_avx2_narrow,
+    f32,
+    "avx2,fma",
+    6,
+    1,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps
+);
+tile_kernel!(
+    f64_avx2_narrow,
+    f64,
+    "avx2,fma",
+    6,
+    1,
     4,
     _mm256_setzero_pd,
     _mm256_loadu_pd,
