@@ -12,9 +12,28 @@ use crate::workspace::try_zeroed;
 
 use super::tiles::{compute_tiles, GroupWeights, Offsets, Split};
 
+/// A task's scratch for [`pack_panel`].
+struct PackScratch<T> {
+    /// (first panel column, output row, output column, length) of each output-row
+    /// segment of the tile.
+    segs: Vec<(usize, usize, usize, usize)>,
+    /// One padded input row segment, shared by the `kw` taps of a kernel row.
+    strip: Vec<T>,
+}
+
+impl<T: ConvFloat> PackScratch<T> {
+    fn new(g: &ConvGeometry, nc: usize) -> Result<Self> {
+        Ok(PackScratch {
+            segs: Vec::new(),
+            strip: try_zeroed((nc - 1) * g.sw + (g.kw - 1) * g.dw + 1, "im2col strip")?,
+        })
+    }
+}
+
 /// Packs columns `m0..m0 + nc` (flattened output positions, clipped at `m_end`) of the
 /// im2col matrix of one image and group into `panel` (`kt × nc`, row-major). The tile's
-/// split into output-row segments is the same for every panel row, so it is computed once.
+/// split into output-row segments is the same for every panel row, so it is computed
+/// once; the `kw` taps of a kernel row copy from one padded strip of the input row.
 fn pack_panel<T: ConvFloat>(
     g: &ConvGeometry,
     x_group: &[T],
@@ -22,86 +41,65 @@ fn pack_panel<T: ConvFloat>(
     m_end: usize,
     nc: usize,
     panel: &mut [T],
+    scratch: &mut PackScratch<T>,
 ) {
-    // (first panel column, output row, output column, length) of each segment.
-    let mut segs = [(0usize, 0usize, 0usize, 0usize); 64];
-    let mut n_segs = 0;
+    let segs = &mut scratch.segs;
+    segs.clear();
     let mut j = 0;
-    while j < nc && m0 + j < m_end && n_segs < segs.len() {
+    while j < nc && m0 + j < m_end {
         let m = m0 + j;
         let (p, q) = (m / g.w_out, m % g.w_out);
         let seg = (g.w_out - q).min(nc - j).min(m_end - m);
-        segs[n_segs] = (j, p, q, seg);
-        n_segs += 1;
+        segs.push((j, p, q, seg));
         j += seg;
     }
-    // More segments than fit (very narrow outputs) are packed on a second pass below.
     let covered = j;
-    let mut k = 0;
     for c in 0..g.c_in_per_group() {
         let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..g.kh {
-            for s in 0..g.kw {
-                let dst = &mut panel[k * nc..(k + 1) * nc];
-                for &(j, p, q, seg) in &segs[..n_segs] {
-                    pack_segment(g, x_c, r, s, p, q, &mut dst[j..j + seg]);
+            let k0 = (c * g.kh + r) * g.kw;
+            let dst = |s: usize, j: usize, len: usize| (k0 + s) * nc + j..(k0 + s) * nc + j + len;
+            for &(j, p, q, len) in segs.iter() {
+                let row = (p * g.sh + r * g.dh)
+                    .checked_sub(g.pad_top)
+                    .filter(|&v| v < g.h);
+                match row {
+                    None => {
+                        for s in 0..g.kw {
+                            panel[dst(s, j, len)].fill(T::ZERO);
+                        }
+                    }
+                    Some(row) => {
+                        // Strip element t is input column q·sw + t − pad_left.
+                        let x_row = &x_c[row * g.w..(row + 1) * g.w];
+                        let c0 = q * g.sw;
+                        let strip = &mut scratch.strip[..(len - 1) * g.sw + (g.kw - 1) * g.dw + 1];
+                        let t_lo = g.pad_left.saturating_sub(c0).min(strip.len());
+                        let t_hi = (g.w + g.pad_left)
+                            .saturating_sub(c0)
+                            .clamp(t_lo, strip.len());
+                        strip[..t_lo].fill(T::ZERO);
+                        strip[t_hi..].fill(T::ZERO);
+                        if t_hi > t_lo {
+                            let src = c0 + t_lo - g.pad_left..c0 + t_hi - g.pad_left;
+                            strip[t_lo..t_hi].copy_from_slice(&x_row[src]);
+                        }
+                        for s in 0..g.kw {
+                            let from = &strip[s * g.dw..];
+                            let to = &mut panel[dst(s, j, len)];
+                            if g.sw == 1 {
+                                to.copy_from_slice(&from[..len]);
+                            } else {
+                                for (t, v) in to.iter_mut().enumerate() {
+                                    *v = from[t * g.sw];
+                                }
+                            }
+                        }
+                    }
                 }
-                let mut j = covered;
-                while j < nc && m0 + j < m_end {
-                    let m = m0 + j;
-                    let (p, q) = (m / g.w_out, m % g.w_out);
-                    let seg = (g.w_out - q).min(nc - j).min(m_end - m);
-                    pack_segment(g, x_c, r, s, p, q, &mut dst[j..j + seg]);
-                    j += seg;
-                }
-                dst[j..].fill(T::ZERO);
-                k += 1;
             }
-        }
-    }
-}
-
-/// Tap `(r, s)` of output row `p`, columns `q..q + d.len()`, into `d` (zero where the
-/// receptive field lies in the padding).
-fn pack_segment<T: ConvFloat>(
-    g: &ConvGeometry,
-    x_c: &[T],
-    r: usize,
-    s: usize,
-    p: usize,
-    q: usize,
-    d: &mut [T],
-) {
-    let seg = d.len();
-    let row = (p * g.sh + r * g.dh)
-        .checked_sub(g.pad_top)
-        .filter(|&v| v < g.h);
-    let Some(row) = row else {
-        d.fill(T::ZERO);
-        return;
-    };
-    let x_row = &x_c[row * g.w..(row + 1) * g.w];
-    // Output column q + t reads input column (q + t)·sw + s·dw − pad_left, valid for t in
-    // t_lo..t_hi.
-    let c0 = q * g.sw + s * g.dw;
-    let t_lo = g.pad_left.saturating_sub(c0).div_ceil(g.sw).min(seg);
-    let t_hi = (g.w + g.pad_left)
-        .saturating_sub(c0)
-        .div_ceil(g.sw)
-        .clamp(t_lo, seg);
-    d[..t_lo].fill(T::ZERO);
-    d[t_hi..].fill(T::ZERO);
-    if t_hi > t_lo {
-        let first = c0 + t_lo * g.sw - g.pad_left;
-        let n = t_hi - t_lo;
-        if g.sw == 1 {
-            d[t_lo..t_hi].copy_from_slice(&x_row[first..first + n]);
-        } else {
-            for (v, &src) in d[t_lo..t_hi]
-                .iter_mut()
-                .zip(x_row[first..].iter().step_by(g.sw))
-            {
-                *v = src;
+            for s in 0..g.kw {
+                panel[dst(s, covered, nc - covered)].fill(T::ZERO);
             }
         }
     }
@@ -136,13 +134,14 @@ pub fn conv2d<T: ConvFloat>(
         }
         let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane_out);
         let mut panel = try_zeroed::<T>(kt * nc, "im2col panel")?;
+        let mut scratch = PackScratch::new(g, nc)?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let mut ctile = try_zeroed::<T>(blocks.len() * mr * nc, "output tile")?;
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
         let mut m0 = m_lo;
         while m0 < m_hi {
-            pack_panel(g, x_group, m0, m_hi, nc, &mut panel);
+            pack_panel(g, x_group, m0, m_hi, nc, &mut panel, &mut scratch);
             compute_tiles(
                 kern,
                 &packed[gi],
