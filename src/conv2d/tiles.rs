@@ -168,9 +168,11 @@ pub struct Split {
 impl Split {
     /// `m_needed` position chunks per image and group (to bound the workspace), then more
     /// position chunks (`max_m_chunks` at most) or output-channel chunks (blocks of `mr`)
-    /// until the tasks spread evenly over `threads`. `prefer_oc` says that channel chunks
-    /// are cheaper than position chunks (small images: bands re-read their halo and a
-    /// short band wastes part of its last tile).
+    /// until there are about `TASKS_PER_THREAD` tasks per thread, a multiple of the thread
+    /// count: tasks are scheduled dynamically, so a thread that the OS preempts holds up
+    /// one small task, not half the call. `prefer_oc` says that channel chunks are cheaper
+    /// than position chunks (small images: bands re-read their halo and a short band
+    /// wastes part of its last tile).
     pub fn choose(
         g: &ConvGeometry,
         threads: usize,
@@ -179,27 +181,33 @@ impl Split {
         mr: usize,
         prefer_oc: bool,
     ) -> Split {
+        const TASKS_PER_THREAD: usize = 2;
         let m_needed = m_needed.clamp(1, max_m_chunks.max(1));
         let base = g.n * g.groups * m_needed;
         let mut split = Split {
             m_chunks: m_needed,
             oc_chunks: 1,
         };
-        if threads <= 1 || base.is_multiple_of(threads) || base >= 4 * threads {
+        let want = TASKS_PER_THREAD * threads;
+        if threads <= 1 || base >= want {
             return split;
         }
-        // Smallest factor that makes the task count a multiple of the thread count.
-        let f = threads / gcd(base, threads);
+        // Smallest factor giving at least `want` tasks, a multiple of `threads`.
+        let step = threads / gcd(base, threads);
+        let f = want.div_ceil(base).next_multiple_of(step);
         let oc_blocks = g.c_out_per_group().div_ceil(mr);
-        let m_room = max_m_chunks / m_needed;
-        if (prefer_oc || m_room < f) && oc_blocks >= f {
-            split.oc_chunks = f;
+        let m_room = (max_m_chunks / m_needed).max(1);
+        let (m_f, oc_f) = if prefer_oc && oc_blocks >= f {
+            (1, f)
         } else if m_room >= f {
-            split.m_chunks = m_needed * f;
+            (f, 1)
+        } else if prefer_oc {
+            (f.div_ceil(oc_blocks).min(m_room), oc_blocks)
         } else {
-            split.m_chunks = max_m_chunks.max(1);
-            split.oc_chunks = oc_blocks.clamp(1, threads);
-        }
+            (m_room, f.div_ceil(m_room).min(oc_blocks))
+        };
+        split.m_chunks = m_needed * m_f;
+        split.oc_chunks = oc_f.max(1);
         split
     }
 
