@@ -12,7 +12,7 @@ use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 use crate::workspace::try_zeroed;
 
-use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split};
+use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileRows};
 
 /// Padded input band of one task: small enough to stay in a 1 MiB L2 next to the
 /// weights, since every tile reads its rows from there (a band streamed from L3 halves
@@ -239,6 +239,7 @@ pub fn conv2d<T: ConvFloat>(
         // band's final row, plus the widest tap shift.
         let band = layout.fill(g, x_group, p0, rows, q0, cols, pitch + nc)?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let m_len = rows * pitch;
         let tiles = m_len.div_ceil(nc);
         let group = tiles_per_group(kern, blocks.len());
@@ -271,15 +272,13 @@ pub fn conv2d<T: ConvFloat>(
                     let seg = (pitch - q).min(m_end - m);
                     if q < cols {
                         let len = seg.min(cols - q);
-                        for oc in oc_range.clone() {
-                            let k = gi * kg + oc;
-                            let add = bias.map_or(T::ZERO, |b| b[k]);
-                            let row = &tile[(oc - blocks.start * mr) * nc + (m - m0)..][..len];
-                            let at = ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q0 + q;
-                            // SAFETY: this task alone writes output channel k, rows
-                            // p0..p0+rows, columns q0..q0+cols.
-                            unsafe { out.write_row(at, row, add) };
-                        }
+                        // SAFETY: this task alone writes channels oc_range, rows
+                        // p0..p0+rows, columns q0..q0+cols.
+                        unsafe {
+                            dest.store(tile, m - m0, len, |k| {
+                                ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q0 + q
+                            })
+                        };
                     }
                     m += seg;
                 }
@@ -320,6 +319,7 @@ fn pointwise<T: ConvFloat>(
         let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane);
         let x_group = &x[(n * g.c_in + gi * cg) * plane..(n * g.c_in + (gi + 1) * cg) * plane];
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let group = tiles_per_group(kern, blocks.len());
         let mut ctile = try_zeroed::<T>(group * blocks.len() * mr * nc, "output tiles")?;
         let mut m0 = m_lo;
@@ -362,13 +362,8 @@ fn pointwise<T: ConvFloat>(
                 let m = m0 + t * nc;
                 let len = nc.min(m_hi - m);
                 let tile = &ctile[t * blocks.len() * mr * nc..];
-                for oc in oc_range.clone() {
-                    let k = gi * kg + oc;
-                    let add = bias.map_or(T::ZERO, |b| b[k]);
-                    let row = &tile[(oc - blocks.start * mr) * nc..][..len];
-                    // SAFETY: this task alone writes output channel k, positions m_lo..m_hi.
-                    unsafe { out.write_row((n * g.c_out + k) * plane + m, row, add) };
-                }
+                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+                unsafe { dest.store(tile, 0, len, |k| (n * g.c_out + k) * plane + m) };
             }
             m0 += nt * nc;
         }

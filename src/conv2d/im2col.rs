@@ -10,7 +10,7 @@ use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 use crate::workspace::try_zeroed;
 
-use super::tiles::{compute_tiles, GroupWeights, Offsets, Split};
+use super::tiles::{compute_tiles, GroupWeights, Offsets, Split, TileRows};
 
 /// A task's scratch for [`pack_panel`].
 struct PackScratch<T> {
@@ -136,6 +136,7 @@ pub fn conv2d<T: ConvFloat>(
         let mut panel = try_zeroed::<T>(kt * nc, "im2col panel")?;
         let mut scratch = PackScratch::new(g, nc)?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let mut ctile = try_zeroed::<T>(blocks.len() * mr * nc, "output tile")?;
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
@@ -154,13 +155,8 @@ pub fn conv2d<T: ConvFloat>(
                 &mut ctile,
             );
             let len = nc.min(m_hi - m0);
-            for oc in oc_range.clone() {
-                let k = gi * kg + oc;
-                let add = bias.map_or(T::ZERO, |b| b[k]);
-                let row = &ctile[(oc - blocks.start * mr) * nc..][..len];
-                // SAFETY: this task alone writes output channel k, positions m_lo..m_hi.
-                unsafe { out.write_row((n * g.c_out + k) * plane_out + m0, row, add) };
-            }
+            // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+            unsafe { dest.store(&ctile, 0, len, |k| (n * g.c_out + k) * plane_out + m0) };
             m0 += nc;
         }
         Ok(())

@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
+use crate::threading::SharedOut;
 use crate::workspace::try_zeroed;
 
 /// The weights of one group, read in place: row `oc` (`kt` elements, in (channel, row,
@@ -153,6 +154,53 @@ pub fn compute_tiles<T: ConvFloat>(
             }
         }
         k0 += kc;
+    }
+}
+
+/// Where one task's finished tiles go: output channels `first_k + oc` for `oc` in
+/// `oc_range`, whose tile rows start at row `oc − row0` of a tile (`nc` per row).
+pub struct TileRows<'a, T> {
+    out: &'a SharedOut<T>,
+    bias: Option<&'a [T]>,
+    first_k: usize,
+    oc_range: std::ops::Range<usize>,
+    row0: usize,
+    nc: usize,
+}
+
+impl<'a, T: ConvFloat> TileRows<'a, T> {
+    /// Rows for `oc_range` (starting at a multiple of `mr`) of tiles `nc` wide.
+    pub fn new(
+        out: &'a SharedOut<T>,
+        bias: Option<&'a [T]>,
+        first_k: usize,
+        oc_range: std::ops::Range<usize>,
+        mr: usize,
+        nc: usize,
+    ) -> Self {
+        TileRows {
+            out,
+            bias,
+            first_k,
+            row0: oc_range.start / mr * mr,
+            oc_range,
+            nc,
+        }
+    }
+
+    /// Writes positions `j..j + len` of each row of `tile`, plus the bias, to the output
+    /// starting at `at(k)` for output channel `k`.
+    ///
+    /// # Safety
+    /// No other task may access those output elements meanwhile.
+    pub unsafe fn store(&self, tile: &[T], j: usize, len: usize, at: impl Fn(usize) -> usize) {
+        for oc in self.oc_range.clone() {
+            let k = self.first_k + oc;
+            let add = self.bias.map_or(T::ZERO, |b| b[k]);
+            let row = &tile[(oc - self.row0) * self.nc + j..][..len];
+            // SAFETY: exclusive access is the caller's contract.
+            unsafe { self.out.write_row(at(k), row, add) };
+        }
     }
 }
 

@@ -78,64 +78,22 @@ macro_rules! tile_kernel {
     };
 }
 
-tile_kernel!(
+/// The full-width kernel and its one-vector (`NV = 1`) narrow variant.
+macro_rules! tile_kernels {
+    ($name:ident, $narrow:ident, $t:ty, $features:literal, $mr:expr, $nv:expr, $lanes:expr,
+     $($op:ident),*) => {
+        tile_kernel!($name, $t, $features, $mr, $nv, $lanes, $($op),*);
+        tile_kernel!($narrow, $t, $features, $mr, 1, $lanes, $($op),*);
+    };
+}
+
+tile_kernels!(
     f32_avx512,
-    f32,
-    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
-    8,
-    3,
-    16,
-    _mm512_setzero_ps,
-    _mm512_loadu_ps,
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_storeu_ps
-);
-tile_kernel!(
-    f64_avx512,
-    f64,
-    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
-    8,
-    3,
-    8,
-    _mm512_setzero_pd,
-    _mm512_loadu_pd,
-    _mm512_set1_pd,
-    _mm512_fmadd_pd,
-    _mm512_storeu_pd
-);
-tile_kernel!(
-    f32_avx2,
-    f32,
-    "avx2,fma",
-    6,
-    2,
-    8,
-    _mm256_setzero_ps,
-    _mm256_loadu_ps,
-    _mm256_set1_ps,
-    _mm256_fmadd_ps,
-    _mm256_storeu_ps
-);
-tile_kernel!(
-    f64_avx2,
-    f64,
-    "avx2,fma",
-    6,
-    2,
-    4,
-    _mm256_setzero_pd,
-    _mm256_loadu_pd,
-    _mm256_set1_pd,
-    _mm256_fmadd_pd,
-    _mm256_storeu_pd
-);
-tile_kernel!(
     f32_avx512_narrow,
     f32,
     "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
     8,
-    1,
+    3,
     16,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
@@ -143,12 +101,13 @@ tile_kernel!(
     _mm512_fmadd_ps,
     _mm512_storeu_ps
 );
-tile_kernel!(
+tile_kernels!(
+    f64_avx512,
     f64_avx512_narrow,
     f64,
     "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
     8,
-    1,
+    3,
     8,
     _mm512_setzero_pd,
     _mm512_loadu_pd,
@@ -156,12 +115,13 @@ tile_kernel!(
     _mm512_fmadd_pd,
     _mm512_storeu_pd
 );
-tile_kernel!(
+tile_kernels!(
+    f32_avx2,
     f32_avx2_narrow,
     f32,
     "avx2,fma",
     6,
-    1,
+    2,
     8,
     _mm256_setzero_ps,
     _mm256_loadu_ps,
@@ -169,12 +129,13 @@ tile_kernel!(
     _mm256_fmadd_ps,
     _mm256_storeu_ps
 );
-tile_kernel!(
+tile_kernels!(
+    f64_avx2,
     f64_avx2_narrow,
     f64,
     "avx2,fma",
     6,
-    1,
+    2,
     4,
     _mm256_setzero_pd,
     _mm256_loadu_pd,
