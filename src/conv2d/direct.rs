@@ -5,13 +5,13 @@
 //! the band's flattened rows, pitch `cols + halo`; the `halo` columns per row are computed
 //! and dropped.
 
-use crate::error::{ConvError, Result};
+use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::try_zeroed;
 
+use super::scratch::Scratch;
 use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileRows};
 
 /// Padded input band of one task: small enough to stay in a 1 MiB L2 next to the
@@ -100,15 +100,12 @@ impl BandLayout {
         q0: usize,
         cols: usize,
         slack: usize,
-    ) -> Result<Vec<T>> {
+    ) -> Result<Scratch<T>> {
         let pitch = cols + self.halo_cols;
         let planes = g.c_in_per_group() * self.planes_per_channel();
         let len = planes * (rows + self.halo_rows) * pitch + slack;
-        let mut band = Vec::new();
-        band.try_reserve_exact(len).map_err(|_| {
-            ConvError::Memory(format!("cannot allocate {len} elements for the input band"))
-        })?;
-        let zeros = |band: &mut Vec<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
+        let mut band = Scratch::with_capacity(len, "input band")?;
+        let zeros = |band: &mut Scratch<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
         for c in 0..g.c_in_per_group() {
             let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
             for &a in &self.row_phases {
@@ -150,7 +147,7 @@ impl BandLayout {
 
 /// Appends `src[0], src[step], …` (`n` elements) to `band`; `src` holds at least
 /// `(n − 1)·step + 1` elements.
-fn gather<T: ConvFloat>(band: &mut Vec<T>, src: &[T], step: usize, n: usize) {
+fn gather<T: ConvFloat>(band: &mut Scratch<T>, src: &[T], step: usize, n: usize) {
     let start = band.len();
     band.resize(start + n, T::ZERO);
     let dst = &mut band[start..];
@@ -243,7 +240,8 @@ pub fn conv2d<T: ConvFloat>(
         let m_len = rows * pitch;
         let tiles = m_len.div_ceil(nc);
         let group = tiles_per_group(kern, blocks.len());
-        let mut ctile = try_zeroed::<T>(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
+        let mut ctile =
+            Scratch::<T>::zeroed(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
         let mut t0 = 0;
         while t0 < tiles {
             let nt = group.min(tiles - t0);
@@ -321,7 +319,7 @@ fn pointwise<T: ConvFloat>(
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let group = tiles_per_group(kern, blocks.len());
-        let mut ctile = try_zeroed::<T>(group * blocks.len() * mr * nc, "output tiles")?;
+        let mut ctile = Scratch::<T>::zeroed(group * blocks.len() * mr * nc, "output tiles")?;
         let mut m0 = m_lo;
         while m0 < m_hi {
             // Whole tiles inside the plane read the input; reading nc positions past its
@@ -341,7 +339,7 @@ fn pointwise<T: ConvFloat>(
                     &mut ctile,
                 );
             } else {
-                let mut tail = try_zeroed::<T>(cg * nc + nc, "input tail")?;
+                let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
                 for c in 0..cg {
                     let src = &x_group[c * plane + m0..c * plane + m_hi];
                     tail[c * nc..c * nc + src.len()].copy_from_slice(src);

@@ -8,24 +8,24 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::try_zeroed;
 
+use super::scratch::Scratch;
 use super::tiles::{compute_tiles, GroupWeights, Offsets, Split, TileRows};
 
 /// A task's scratch for [`pack_panel`].
-struct PackScratch<T> {
+struct PackScratch<T: 'static> {
     /// (first panel column, output row, output column, length) of each output-row
     /// segment of the tile.
     segs: Vec<(usize, usize, usize, usize)>,
     /// One padded input row segment, shared by the `kw` taps of a kernel row.
-    strip: Vec<T>,
+    strip: Scratch<T>,
 }
 
 impl<T: ConvFloat> PackScratch<T> {
     fn new(g: &ConvGeometry, nc: usize) -> Result<Self> {
         Ok(PackScratch {
             segs: Vec::new(),
-            strip: try_zeroed((nc - 1) * g.sw + (g.kw - 1) * g.dw + 1, "im2col strip")?,
+            strip: Scratch::zeroed((nc - 1) * g.sw + (g.kw - 1) * g.dw + 1, "im2col strip")?,
         })
     }
 }
@@ -133,11 +133,11 @@ pub fn conv2d<T: ConvFloat>(
             return Ok(());
         }
         let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane_out);
-        let mut panel = try_zeroed::<T>(kt * nc, "im2col panel")?;
+        let mut panel = Scratch::<T>::zeroed(kt * nc, "im2col panel")?;
         let mut scratch = PackScratch::new(g, nc)?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
-        let mut ctile = try_zeroed::<T>(blocks.len() * mr * nc, "output tile")?;
+        let mut ctile = Scratch::<T>::zeroed(blocks.len() * mr * nc, "output tile")?;
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
         let mut m0 = m_lo;

@@ -3,6 +3,7 @@
 mod depthwise;
 mod direct;
 mod im2col;
+mod scratch;
 mod tiles;
 
 use crate::error::{value_error, Result};
