@@ -25,9 +25,23 @@ impl<T: ConvFloat> PackScratch<T> {
     fn new(g: &ConvGeometry, nc: usize) -> Result<Self> {
         Ok(PackScratch {
             segs: Vec::new(),
-            strip: Scratch::zeroed((nc - 1) * g.sw + (g.kw - 1) * g.dw + 1, "im2col strip")?,
+            strip: Scratch::zeroed(strip_len(g, nc).unwrap_or(MAX_STRIP), "im2col strip")?,
         })
     }
+}
+
+/// Longest strip of input columns copied at once.
+const MAX_STRIP: usize = 1 << 14;
+
+/// Input columns one output-row segment of `len` positions spans, when small enough to
+/// copy as a strip (huge strides or dilations skip from column to column instead).
+fn strip_len(g: &ConvGeometry, len: usize) -> Option<usize> {
+    let span = len
+        .checked_sub(1)?
+        .checked_mul(g.sw)?
+        .checked_add((g.kw - 1).checked_mul(g.dw)?)?
+        .checked_add(1)?;
+    (span <= MAX_STRIP).then_some(span)
 }
 
 /// Packs columns `m0..m0 + nc` (flattened output positions, clipped at `m_end`) of the
@@ -70,10 +84,23 @@ fn pack_panel<T: ConvFloat>(
                         }
                     }
                     Some(row) => {
-                        // Strip element t is input column q·sw + t − pad_left.
                         let x_row = &x_c[row * g.w..(row + 1) * g.w];
                         let c0 = q * g.sw;
-                        let strip = &mut scratch.strip[..(len - 1) * g.sw + (g.kw - 1) * g.dw + 1];
+                        let Some(span) = strip_len(g, len) else {
+                            // Output column q + t, tap s reads input column
+                            // (q + t)·sw + s·dw − pad_left.
+                            for s in 0..g.kw {
+                                for (t, v) in panel[dst(s, j, len)].iter_mut().enumerate() {
+                                    *v = ((q + t) * g.sw + s * g.dw)
+                                        .checked_sub(g.pad_left)
+                                        .and_then(|col| x_row.get(col))
+                                        .map_or(T::ZERO, |&x| x);
+                                }
+                            }
+                            continue;
+                        };
+                        // Strip element t is input column q·sw + t − pad_left.
+                        let strip = &mut scratch.strip[..span];
                         let t_lo = g.pad_left.saturating_sub(c0).min(strip.len());
                         let t_hi = (g.w + g.pad_left)
                             .saturating_sub(c0)
