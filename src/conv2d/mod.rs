@@ -292,6 +292,52 @@ mod tests {
     }
 
     #[test]
+    fn huge_strides_and_dilations() {
+        // Geometries whose span dwarfs the data: im2col must gather column by column.
+        let cases = [
+            (
+                [1, 2, 1, 1],
+                [2, 2, 1, 1],
+                [1, 1 << 30],
+                Padding::Same,
+                [1, 1],
+                Algorithm::Auto,
+            ),
+            (
+                [1, 2, 1, 1],
+                [2, 2, 1, 1],
+                [1, 1 << 30],
+                Padding::Same,
+                [1, 1],
+                Algorithm::Im2col,
+            ),
+            (
+                [1, 3, 3, 3],
+                [2, 3, 1, 2],
+                [1, 1],
+                Padding::Explicit([0, 0, 1 << 20, 0]),
+                [1, 1 << 20],
+                Algorithm::Im2col,
+            ),
+        ];
+        for (shape, wshape, stride, pad, dilation, algo) in cases {
+            let g = ConvGeometry::new(shape, wshape, stride, pad, dilation, 1).unwrap();
+            let x: Vec<f64> = (0..shape.iter().product())
+                .map(|i| i as f64 - 3.0)
+                .collect();
+            let w: Vec<f64> = (0..wshape.iter().product())
+                .map(|i| 2.0 - i as f64)
+                .collect();
+            let want = reference(&g, &x, &w, None);
+            for level in available_levels() {
+                let mut y = vec![f64::NAN; want.len()];
+                conv2d(&g, &x, &w, None, &mut y, algo, level).unwrap();
+                assert_eq!(y, want, "{g:?} {algo:?} {level:?}");
+            }
+        }
+    }
+
+    #[test]
     fn layers_larger_than_one_tile_split_across_threads() {
         // Shapes that take several bands, tile groups, channel blocks and tasks.
         let mut rng = Lcg(7);
