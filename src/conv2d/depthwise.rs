@@ -8,7 +8,8 @@ use crate::kernels::planar::{Plane, PlaneMut};
 use crate::kernels::ConvFloat;
 use crate::simd::SimdLevel;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::try_zeroed;
+
+use super::scratch::Scratch;
 
 /// Whether the planar path computes this problem.
 pub fn applies(g: &ConvGeometry) -> bool {
@@ -34,7 +35,7 @@ pub fn conv2d<T: ConvFloat>(
     let out = SharedOut::new(y);
     for_each_task(g.n * g.c_in, threads, |t| {
         let c = t % g.c_in;
-        let mut padded = try_zeroed::<T>(hp * wp, "padded plane")?;
+        let mut padded = Scratch::<T>::zeroed(hp * wp, "padded plane")?;
         let src = &x[t * g.h * g.w..(t + 1) * g.h * g.w];
         for (i, row) in src.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
             let dst = (i + g.pad_top) * wp + g.pad_left;

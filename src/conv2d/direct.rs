@@ -1,20 +1,26 @@
-//! Direct convolution from NCHW input, no im2col: per band of output rows, the input is
-//! copied once into a zero-padded, phase-split band (one plane per input channel and
-//! stride phase), and every (channel, tap) becomes a constant shift inside that band.
-//! Output positions run over the band's flattened rows, pitch `w_out + halo`; the `halo`
-//! columns per row are computed and dropped.
+//! Direct convolution from NCHW input, no im2col: per band of output rows (and, for wide
+//! images, strip of output columns), the input is copied once into a zero-padded,
+//! phase-split band (one plane per input channel and stride phase), and every
+//! (channel, tap) becomes a constant shift inside that band. Output positions run over
+//! the band's flattened rows, pitch `cols + halo`; the `halo` columns per row are computed
+//! and dropped.
 
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::try_zeroed;
 
-use super::tiles::{run_tiles, PackedWeights, Split};
+use super::scratch::Scratch;
+use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileRows};
 
-/// Bytes of padded input band each task keeps hot (about half of a 1 MiB L2).
+/// Padded input band of one task: small enough to stay in a 1 MiB L2 next to the
+/// weights, since every tile reads its rows from there (a band streamed from L3 halves
+/// the kernel's speed).
 const BAND_BYTES: usize = 512 * 1024;
+/// Output rows of a band when the image is too wide for a full-width band: column strips
+/// of at least this many rows keep the re-copied halo (and the per-row waste) small.
+const STRIP_ROWS: usize = 8;
 
 /// Phase-split layout of one band of the padded input.
 struct BandLayout {
@@ -23,7 +29,7 @@ struct BandLayout {
     col_phases: Vec<usize>,
     /// Extra phase rows / columns needed below / right of each output row / column.
     halo_rows: usize,
-    pitch: usize,
+    halo_cols: usize,
 }
 
 impl BandLayout {
@@ -38,7 +44,7 @@ impl BandLayout {
             row_phases: used(g.kh, g.dh, g.sh),
             col_phases: used(g.kw, g.dw, g.sw),
             halo_rows: g.dh * (g.kh - 1) / g.sh,
-            pitch: g.w_out + g.dw * (g.kw - 1) / g.sw,
+            halo_cols: g.dw * (g.kw - 1) / g.sw,
         }
     }
 
@@ -46,17 +52,24 @@ impl BandLayout {
         self.row_phases.len() * self.col_phases.len()
     }
 
-    /// Output rows per band so that a band stays within `BAND_BYTES`.
-    fn max_rows(&self, g: &ConvGeometry, elem: usize) -> usize {
-        let row_bytes = g.c_in_per_group() * self.planes_per_channel() * self.pitch * elem;
-        (BAND_BYTES / row_bytes.max(1))
-            .saturating_sub(self.halo_rows)
-            .clamp(1, g.h_out.max(1))
+    /// Output rows and columns of a band that fits `BAND_BYTES`: full-width bands where
+    /// they can hold `STRIP_ROWS` rows, else column strips of equal width.
+    fn band_shape(&self, g: &ConvGeometry, elem: usize) -> (usize, usize) {
+        let per_plane = BAND_BYTES / (g.c_in_per_group() * self.planes_per_channel() * elem).max(1);
+        let full_rows = (per_plane / (g.w_out + self.halo_cols)).saturating_sub(self.halo_rows);
+        if full_rows >= STRIP_ROWS.min(g.h_out) {
+            return (full_rows.min(g.h_out), g.w_out);
+        }
+        let rows = STRIP_ROWS.min(g.h_out);
+        let cols = (per_plane / (rows + self.halo_rows))
+            .saturating_sub(self.halo_cols)
+            .clamp(32.min(g.w_out), g.w_out);
+        (rows, g.w_out.div_ceil(g.w_out.div_ceil(cols)))
     }
 
-    /// Shift of each (channel, tap) inside a band of `rows` output rows.
-    fn offsets(&self, g: &ConvGeometry, rows: usize) -> Vec<isize> {
-        let plane = (rows + self.halo_rows) * self.pitch;
+    /// Shift of each (channel, tap) inside a band of `rows` output rows and `pitch`.
+    fn offsets(&self, g: &ConvGeometry, rows: usize, pitch: usize) -> Vec<isize> {
+        let plane = (rows + self.halo_rows) * pitch;
         let pos = |v: &[usize], x: usize| v.iter().position(|&p| p == x).unwrap_or(0);
         let mut offs = Vec::with_capacity(g.c_in_per_group() * g.kh * g.kw);
         for c in 0..g.c_in_per_group() {
@@ -67,49 +80,114 @@ impl BandLayout {
                     let p = (c * self.row_phases.len() + pos(&self.row_phases, a))
                         * self.col_phases.len()
                         + pos(&self.col_phases, b);
-                    offs.push((p * plane + i * self.pitch + j) as isize);
+                    offs.push((p * plane + i * pitch + j) as isize);
                 }
             }
         }
         offs
     }
 
-    /// Copies input rows for output rows `p0..p0 + rows` of one image and group into `band`
-    /// (zeroed beforehand), phase-split and padded.
+    /// The padded, phase-split band for output rows `p0..p0 + rows` and columns
+    /// `q0..q0 + cols` of one image and group, followed by `slack` zeros. Written front
+    /// to back in one pass, so nothing is zeroed twice.
+    #[allow(clippy::too_many_arguments)]
     fn fill<T: ConvFloat>(
         &self,
         g: &ConvGeometry,
         x_group: &[T],
         p0: usize,
         rows: usize,
-        band: &mut [T],
-    ) {
-        let plane = (rows + self.halo_rows) * self.pitch;
-        let mut dst = 0;
+        q0: usize,
+        cols: usize,
+        slack: usize,
+    ) -> Result<Scratch<T>> {
+        let pitch = cols + self.halo_cols;
+        let planes = g.c_in_per_group() * self.planes_per_channel();
+        let len = planes * (rows + self.halo_rows) * pitch + slack;
+        let mut band = Scratch::with_capacity(len, "input band")?;
+        let zeros = |band: &mut Scratch<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
         for c in 0..g.c_in_per_group() {
             let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
             for &a in &self.row_phases {
                 for &b in &self.col_phases {
+                    // Band columns j whose source column sw·(q0 + j) + b − pad_left lies
+                    // inside the input: j_lo..j_hi.
+                    let c0 = g.sw * q0 + b;
+                    let j_lo = g.pad_left.saturating_sub(c0).div_ceil(g.sw).min(pitch);
+                    let j_hi = (g.w + g.pad_left)
+                        .saturating_sub(c0)
+                        .div_ceil(g.sw)
+                        .clamp(j_lo, pitch);
                     for i in 0..rows + self.halo_rows {
                         let pr = g.sh * (p0 + i) + a;
                         let Some(src_r) = pr.checked_sub(g.pad_top).filter(|&r| r < g.h) else {
+                            zeros(&mut band, pitch);
                             continue;
                         };
                         let x_row = &x_c[src_r * g.w..(src_r + 1) * g.w];
-                        let d_row = &mut band[dst + i * self.pitch..dst + (i + 1) * self.pitch];
-                        for (j, d) in d_row.iter_mut().enumerate() {
-                            if let Some(col) =
-                                (g.sw * j + b).checked_sub(g.pad_left).filter(|&q| q < g.w)
-                            {
-                                *d = x_row[col];
+                        zeros(&mut band, j_lo);
+                        if j_hi > j_lo {
+                            let first = c0 + g.sw * j_lo - g.pad_left;
+                            if g.sw == 1 {
+                                band.extend_from_slice(&x_row[first..first + (j_hi - j_lo)]);
+                            } else {
+                                gather(&mut band, &x_row[first..], g.sw, j_hi - j_lo);
                             }
                         }
+                        zeros(&mut band, pitch - j_hi);
                     }
-                    dst += plane;
                 }
             }
         }
+        zeros(&mut band, slack);
+        debug_assert_eq!(band.len(), len);
+        Ok(band)
     }
+}
+
+/// Appends `src[0], src[step], …` (`n` elements) to `band`; `src` holds at least
+/// `(n − 1)·step + 1` elements.
+fn gather<T: ConvFloat>(band: &mut Scratch<T>, src: &[T], step: usize, n: usize) {
+    let start = band.len();
+    band.resize(start + n, T::ZERO);
+    let dst = &mut band[start..];
+    // A constant step lets the compiler vectorise the whole-chunk loop.
+    let full = match step {
+        2 => gather_chunks::<T, 2>(dst, src),
+        3 => gather_chunks::<T, 3>(dst, src),
+        4 => gather_chunks::<T, 4>(dst, src),
+        _ => {
+            let full = (src.len() / step).min(n);
+            for (d, c) in dst[..full].iter_mut().zip(src.chunks_exact(step)) {
+                *d = c[0];
+            }
+            full
+        }
+    };
+    // The one element whose chunk the end of the row cuts short.
+    if full < n {
+        dst[full] = src[full * step];
+    }
+}
+
+/// `dst[i] = src[i·N]` over the whole `N`-chunks of `src`; returns how many were copied.
+fn gather_chunks<T: ConvFloat, const N: usize>(dst: &mut [T], src: &[T]) -> usize {
+    let (chunks, _) = src.as_chunks::<N>();
+    let full = chunks.len().min(dst.len());
+    for (d, c) in dst[..full].iter_mut().zip(chunks) {
+        *d = c[0];
+    }
+    full
+}
+
+/// 1×1 kernels at unit stride without padding read the input in place: it already is the
+/// `B` operand, one row per input channel.
+fn reads_input_in_place(g: &ConvGeometry) -> bool {
+    g.kh == 1
+        && g.kw == 1
+        && g.sh == 1
+        && g.sw == 1
+        && g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0
 }
 
 pub fn conv2d<T: ConvFloat>(
@@ -121,57 +199,172 @@ pub fn conv2d<T: ConvFloat>(
     y: &mut [T],
     threads: usize,
 ) -> Result<()> {
-    let layout = BandLayout::new(g);
-    let max_rows = layout.max_rows(g, std::mem::size_of::<T>());
-    let split = Split::choose(g, threads, g.h_out.div_ceil(max_rows), g.h_out, kern.mr);
-    let rows_per_band = g.h_out.div_ceil(split.m_chunks);
-    let packed: Vec<PackedWeights<T>> = (0..g.groups)
-        .map(|gi| PackedWeights::pack(w, g, gi, kern.mr))
+    let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
+        .map(|gi| GroupWeights::new(w, g, gi))
         .collect::<Result<_>>()?;
+    if reads_input_in_place(g) {
+        return pointwise(g, kern, &packed, x, bias, y, threads);
+    }
+    let (mr, nc) = (kern.mr, kern.nc);
+    let layout = BandLayout::new(g);
+    let (max_rows, max_cols) = layout.band_shape(g, std::mem::size_of::<T>());
+    let strips = g.w_out.div_ceil(max_cols);
+    let bands = g.h_out.div_ceil(max_rows);
+    // Short bands re-read their halo and waste part of their last tile: below 16 rows,
+    // give threads output-channel blocks instead.
+    let prefer_oc = g.h_out / bands < 16;
+    // Position chunks are (row band, column strip) pairs; threads may split rows further.
+    let split = Split::choose(g, threads, bands * strips, g.h_out * strips, mr, prefer_oc);
+    let rows_per_band = g.h_out.div_ceil(split.m_chunks / strips);
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
-        let (n, gi, band_idx, oc_range) = split.task(g, t, kern.mr);
-        let p0 = band_idx * rows_per_band;
-        if p0 >= g.h_out || oc_range.is_empty() {
+        let (n, gi, m_chunk, oc_range) = split.task(g, t, mr);
+        let (p0, q0) = (
+            (m_chunk / strips) * rows_per_band,
+            (m_chunk % strips) * max_cols,
+        );
+        if p0 >= g.h_out || q0 >= g.w_out || oc_range.is_empty() {
             return Ok(());
         }
-        let rows = rows_per_band.min(g.h_out - p0);
-        let offs = layout.offsets(g, rows);
-        let plane = (rows + layout.halo_rows) * layout.pitch;
-        // Slack past the last plane: the last tile reads up to `nc` positions beyond the
-        // band's final row, plus the widest tap shift.
-        let len = cg * layout.planes_per_channel() * plane + layout.pitch + kern.nc;
-        let mut band = try_zeroed::<T>(len, "input band")?;
+        let (rows, cols) = (rows_per_band.min(g.h_out - p0), max_cols.min(g.w_out - q0));
+        let pitch = cols + layout.halo_cols;
+        let offs = Offsets::new(layout.offsets(g, rows, pitch));
         let x_group =
             &x[(n * g.c_in + gi * cg) * g.h * g.w..(n * g.c_in + (gi + 1) * cg) * g.h * g.w];
-        layout.fill(g, x_group, p0, rows, &mut band);
-        let m_len = rows * layout.pitch;
-        let pitch = layout.pitch;
-        run_tiles(
-            kern,
-            &packed[gi],
-            oc_range,
-            &offs,
-            m_len,
-            &mut band,
-            |m0, _| m0,
-            |oc, m0, row| {
-                let k = gi * kg + oc;
-                let add = bias.map_or(T::ZERO, |b| b[k]);
-                let y_k = ((n * g.c_out + k) * g.h_out + p0) * g.w_out;
-                let mut j = 0;
-                while j < row.len() && m0 + j < m_len {
-                    let (p, q) = ((m0 + j) / pitch, (m0 + j) % pitch);
-                    let seg = (pitch - q).min(row.len() - j);
-                    if q < g.w_out {
-                        let len = seg.min(g.w_out - q);
-                        // SAFETY: this task alone writes output channel k, rows p0..p0+rows.
-                        unsafe { out.write_row(y_k + p * g.w_out + q, &row[j..j + len], add) };
+        // Slack past the last plane: the last tile reads up to `nc` positions beyond the
+        // band's final row, plus the widest tap shift.
+        let band = layout.fill(g, x_group, p0, rows, q0, cols, pitch + nc)?;
+        let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
+        let m_len = rows * pitch;
+        let tiles = m_len.div_ceil(nc);
+        let group = tiles_per_group(kern, blocks.len());
+        let mut ctile =
+            Scratch::<T>::zeroed(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
+        let mut t0 = 0;
+        while t0 < tiles {
+            let nt = group.min(tiles - t0);
+            // Only the band's last tile is partial.
+            let last_len = nc.min(m_len - (t0 + nt - 1) * nc);
+            compute_tiles(
+                kern,
+                &packed[gi],
+                blocks.clone(),
+                &band,
+                t0 * nc,
+                nt,
+                last_len,
+                &offs,
+                &mut ctile,
+            );
+            for t in 0..nt {
+                let m0 = (t0 + t) * nc;
+                let tile = &ctile[t * blocks.len() * mr * nc..];
+                // The tile covers flattened band positions m0..m_end: one segment per
+                // band row, of which the first `cols` columns are output.
+                let m_end = (m0 + nc).min(m_len);
+                let mut m = m0;
+                while m < m_end {
+                    let (p, q) = (m / pitch, m % pitch);
+                    let seg = (pitch - q).min(m_end - m);
+                    if q < cols {
+                        let len = seg.min(cols - q);
+                        // SAFETY: this task alone writes channels oc_range, rows
+                        // p0..p0+rows, columns q0..q0+cols.
+                        unsafe {
+                            dest.store(tile, m - m0, len, |k| {
+                                ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q0 + q
+                            })
+                        };
                     }
-                    j += seg;
+                    m += seg;
                 }
-            },
-        )
+            }
+            t0 += nt;
+        }
+        Ok(())
+    })
+}
+
+/// The 1×1 case of [`reads_input_in_place`]: whole tiles read the input directly; only
+/// the last, partial tile of each plane is copied into a zero-padded panel.
+fn pointwise<T: ConvFloat>(
+    g: &ConvGeometry,
+    kern: &TileKernel<T>,
+    packed: &[GroupWeights<'_, T>],
+    x: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    threads: usize,
+) -> Result<()> {
+    let (mr, nc) = (kern.mr, kern.nc);
+    let plane = g.h * g.w;
+    debug_assert_eq!(plane, g.h_out * g.w_out);
+    let tiles = plane.div_ceil(nc);
+    let split = Split::choose(g, threads, 1, tiles, mr, false);
+    let tiles_per_chunk = tiles.div_ceil(split.m_chunks);
+    let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
+    let offs = Offsets::new((0..cg).map(|c| (c * plane) as isize).collect());
+    let tail_offs = Offsets::new((0..cg).map(|c| (c * nc) as isize).collect());
+    let out = SharedOut::new(y);
+    for_each_task(split.tasks(g), threads, |t| {
+        let (n, gi, chunk, oc_range) = split.task(g, t, mr);
+        let m_lo = chunk * tiles_per_chunk * nc;
+        if m_lo >= plane || oc_range.is_empty() {
+            return Ok(());
+        }
+        let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane);
+        let x_group = &x[(n * g.c_in + gi * cg) * plane..(n * g.c_in + (gi + 1) * cg) * plane];
+        let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
+        let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
+        let group = tiles_per_group(kern, blocks.len());
+        let mut ctile = Scratch::<T>::zeroed(group * blocks.len() * mr * nc, "output tiles")?;
+        let mut m0 = m_lo;
+        while m0 < m_hi {
+            // Whole tiles inside the plane read the input; reading nc positions past its
+            // end would run past the user's buffer, so the last one goes through a copy.
+            let whole = (plane.min(m_hi) - m0) / nc;
+            let nt = group.min(whole.max(1));
+            if whole > 0 {
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    x_group,
+                    m0,
+                    nt,
+                    nc,
+                    &offs,
+                    &mut ctile,
+                );
+            } else {
+                let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
+                for c in 0..cg {
+                    let src = &x_group[c * plane + m0..c * plane + m_hi];
+                    tail[c * nc..c * nc + src.len()].copy_from_slice(src);
+                }
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    &tail,
+                    0,
+                    1,
+                    m_hi - m0,
+                    &tail_offs,
+                    &mut ctile,
+                );
+            }
+            for t in 0..nt {
+                let m = m0 + t * nc;
+                let len = nc.min(m_hi - m);
+                let tile = &ctile[t * blocks.len() * mr * nc..];
+                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+                unsafe { dest.store(tile, 0, len, |k| (n * g.c_out + k) * plane + m) };
+            }
+            m0 += nt * nc;
+        }
+        Ok(())
     })
 }

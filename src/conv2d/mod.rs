@@ -3,6 +3,7 @@
 mod depthwise;
 mod direct;
 mod im2col;
+mod scratch;
 mod tiles;
 
 use crate::error::{value_error, Result};
@@ -46,8 +47,8 @@ fn choose(g: &ConvGeometry, algo: Algorithm) -> Path {
         Algorithm::Direct | Algorithm::Auto if depthwise::applies(g) => Path::Depthwise,
         Algorithm::Direct => Path::Direct,
         Algorithm::Im2col => Path::Im2col,
-        // 1×1 kernels need no padding copy: their panels are plain row copies.
-        Algorithm::Auto if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 => Path::Im2col,
+        // The direct algorithm reads 1×1 unit-stride inputs in place and every other shape
+        // from a padded band copied once; im2col copies each input kh·kw times.
         Algorithm::Auto => Path::Direct,
     }
 }
@@ -88,11 +89,297 @@ pub fn conv2d<T: ConvFloat>(
         }
         return Ok(());
     }
-    let threads = threads_for_work(g.flops());
+    conv2d_on(g, x, w, bias, y, algo, level, threads_for_work(g.flops()))
+}
+
+/// [`conv2d`] on `threads` threads, after the checks and special cases.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_on<T: ConvFloat>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    algo: Algorithm,
+    level: SimdLevel,
+    threads: usize,
+) -> Result<()> {
     let kern = T::tile_kernel(level);
     match choose(g, algo) {
         Path::Depthwise => depthwise::conv2d(g, x, w, bias, y, threads, level),
         Path::Direct => direct::conv2d(g, &kern, x, w, bias, y, threads),
         Path::Im2col => im2col::conv2d(g, &kern, x, w, bias, y, threads),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Padding;
+    use crate::kernels::tile::available_levels;
+
+    /// Deterministic pseudo-random numbers in [-1, 1).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
+        }
+    }
+
+    /// The definition, in f64: every output is the dot product of its zero-padded,
+    /// strided, dilated receptive field with the kernel of its group.
+    fn reference(g: &ConvGeometry, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
+        let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
+        let mut y = vec![0.0; g.output_shape().iter().product()];
+        for n in 0..g.n {
+            for k in 0..g.c_out {
+                let gi = k / kg;
+                for p in 0..g.h_out {
+                    for q in 0..g.w_out {
+                        let mut acc = bias.map_or(0.0, |b| b[k]);
+                        for c in 0..cg {
+                            for r in 0..g.kh {
+                                for s in 0..g.kw {
+                                    let row = (p * g.sh + r * g.dh) as isize - g.pad_top as isize;
+                                    let col = (q * g.sw + s * g.dw) as isize - g.pad_left as isize;
+                                    if row < 0
+                                        || col < 0
+                                        || row >= g.h as isize
+                                        || col >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.c_in + gi * cg + c) * g.h + row as usize)
+                                        * g.w
+                                        + col as usize;
+                                    acc += x[xi] * w[((k * cg + c) * g.kh + r) * g.kw + s];
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + k) * g.h_out + p) * g.w_out + q] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn random_geometry(rng: &mut Lcg, case: usize) -> ConvGeometry {
+        loop {
+            let groups = [1, 1, 1, 2, 3][rng.below(5)];
+            let (mut cg, mut kg) = (
+                rng.below(10) + usize::from(!case.is_multiple_of(11)),
+                rng.below(19) + 1,
+            );
+            let (mut kh, mut kw) = (rng.below(5) + 1, rng.below(5) + 1);
+            let mut stride = [rng.below(3) as i64 + 1, rng.below(3) as i64 + 1];
+            let mut dilation = [1i64, 1];
+            let mut pad = [0i64; 4].map(|_| rng.below(4) as i64);
+            let mut groups = groups;
+            match case % 6 {
+                0 => {
+                    (kh, kw) = (1, 1);
+                    if rng.below(2) == 0 {
+                        (pad, stride) = ([0; 4], [1, 1]);
+                    }
+                }
+                1 => (groups, cg, kg) = (rng.below(8) + 1, 1, 1), // depthwise
+                2 => stride = [rng.below(4) as i64 + 3, rng.below(4) as i64 + 3],
+                3 => dilation = [rng.below(3) as i64 + 1, rng.below(3) as i64 + 1],
+                4 => (pad, stride) = ([0; 4], [1, 1]),
+                _ => {}
+            }
+            let n = rng.below(3) + usize::from(!case.is_multiple_of(7));
+            let (h, w) = (rng.below(30) + 1, rng.below(60) + 1);
+            let g = ConvGeometry::new(
+                [n, cg * groups, h, w],
+                [kg * groups, cg, kh, kw],
+                stride,
+                Padding::Explicit(pad),
+                dilation,
+                groups as i64,
+            );
+            if let Ok(g) = g {
+                return g;
+            }
+        }
+    }
+
+    fn check<T: ConvFloat>(to: fn(f64) -> T, from: fn(T) -> f64, eps: f64, cases: usize) {
+        let mut rng = Lcg(42);
+        for case in 0..cases {
+            let g = random_geometry(&mut rng, case);
+            let xs: Vec<f64> = (0..g.n * g.c_in * g.h * g.w).map(|_| rng.unit()).collect();
+            let ws: Vec<f64> = (0..g.c_out * g.c_in_per_group() * g.kh * g.kw)
+                .map(|_| rng.unit())
+                .collect();
+            let bs: Vec<f64> = (0..g.c_out).map(|_| rng.unit()).collect();
+            // Round inputs to T first so the reference sees exactly what convrs sees.
+            let (x, w, b): (Vec<T>, Vec<T>, Vec<T>) = (
+                xs.iter().map(|&v| to(v)).collect(),
+                ws.iter().map(|&v| to(v)).collect(),
+                bs.iter().map(|&v| to(v)).collect(),
+            );
+            let back = |v: &[T]| v.iter().map(|&t| from(t)).collect::<Vec<f64>>();
+            let with_bias = case % 2 == 0;
+            let want = reference(
+                &g,
+                &back(&x),
+                &back(&w),
+                with_bias.then(|| back(&b)).as_deref(),
+            );
+            let red = (g.c_in_per_group() * g.kh * g.kw).max(1) as f64;
+            let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let tol = eps * scale * red.sqrt();
+            for level in available_levels() {
+                for algo in [Algorithm::Auto, Algorithm::Direct, Algorithm::Im2col] {
+                    let mut first: Option<Vec<T>> = None;
+                    for threads in [1, 2, 3] {
+                        let mut y = vec![to(f64::NAN); want.len()];
+                        let bias = with_bias.then_some(&b[..]);
+                        if y.is_empty() {
+                            continue;
+                        }
+                        // Same special cases as `conv2d`.
+                        conv2d(&g, &x, &w, bias, &mut y, algo, level).unwrap();
+                        let mut y_t = vec![to(f64::NAN); want.len()];
+                        if g.c_in_per_group() == 0 {
+                            y_t.clone_from(&y);
+                        } else {
+                            conv2d_on(&g, &x, &w, bias, &mut y_t, algo, level, threads).unwrap();
+                        }
+                        for (i, (&got, &r)) in y_t.iter().zip(&want).enumerate() {
+                            let err = (from(got) - r).abs();
+                            assert!(
+                                err <= tol,
+                                "{g:?} {algo:?} {level:?} threads {threads}: y[{i}] = {} want {r}",
+                                from(got)
+                            );
+                        }
+                        match &first {
+                            None => first = Some(y_t),
+                            Some(f) => assert!(
+                                f.iter()
+                                    .zip(&y_t)
+                                    .all(|(a, b)| from(*a).to_bits() == from(*b).to_bits()),
+                                "{g:?} {algo:?} {level:?}: threads {threads} changed bits"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_matches_reference_at_every_level_algorithm_and_thread_count() {
+        check::<f32>(|v| v as f32, |v| v as f64, 2e-6, 160);
+    }
+
+    #[test]
+    fn f64_matches_reference_at_every_level_algorithm_and_thread_count() {
+        check::<f64>(|v| v, |v| v, 1e-14, 160);
+    }
+
+    #[test]
+    fn huge_strides_and_dilations() {
+        // Geometries whose span dwarfs the data: im2col must gather column by column.
+        let cases = [
+            (
+                [1, 2, 1, 1],
+                [2, 2, 1, 1],
+                [1, 1 << 30],
+                Padding::Same,
+                [1, 1],
+                Algorithm::Auto,
+            ),
+            (
+                [1, 2, 1, 1],
+                [2, 2, 1, 1],
+                [1, 1 << 30],
+                Padding::Same,
+                [1, 1],
+                Algorithm::Im2col,
+            ),
+            (
+                [1, 3, 3, 3],
+                [2, 3, 1, 2],
+                [1, 1],
+                Padding::Explicit([0, 0, 1 << 20, 0]),
+                [1, 1 << 20],
+                Algorithm::Im2col,
+            ),
+        ];
+        for (shape, wshape, stride, pad, dilation, algo) in cases {
+            let g = ConvGeometry::new(shape, wshape, stride, pad, dilation, 1).unwrap();
+            let x: Vec<f64> = (0..shape.iter().product())
+                .map(|i| i as f64 - 3.0)
+                .collect();
+            let w: Vec<f64> = (0..wshape.iter().product())
+                .map(|i| 2.0 - i as f64)
+                .collect();
+            let want = reference(&g, &x, &w, None);
+            for level in available_levels() {
+                let mut y = vec![f64::NAN; want.len()];
+                conv2d(&g, &x, &w, None, &mut y, algo, level).unwrap();
+                assert_eq!(y, want, "{g:?} {algo:?} {level:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn layers_larger_than_one_tile_split_across_threads() {
+        // Shapes that take several bands, tile groups, channel blocks and tasks.
+        let mut rng = Lcg(7);
+        for (shape, wshape, stride, pad, groups) in [
+            ([2, 16, 37, 61], [20, 16, 3, 3], [1, 1], [1, 1, 1, 1], 1),
+            ([1, 24, 30, 33], [40, 12, 3, 3], [2, 2], [1, 0, 1, 2], 2),
+            ([1, 3, 50, 47], [17, 3, 7, 7], [2, 2], [3, 3, 3, 3], 1),
+            ([1, 40, 9, 100], [33, 40, 1, 1], [1, 1], [0, 0, 0, 0], 1),
+            ([3, 5, 20, 20], [9, 5, 5, 5], [1, 1], [2, 2, 2, 2], 1),
+            // Narrow outputs with wide channels: a partial oc block, stride, groups.
+            ([1, 64, 9, 13], [80, 64, 3, 3], [2, 1], [1, 1, 0, 2], 1),
+            ([2, 128, 7, 6], [192, 64, 3, 2], [1, 1], [1, 1, 1, 1], 2),
+        ] {
+            let g = ConvGeometry::new(
+                shape,
+                wshape,
+                stride,
+                Padding::Explicit(pad),
+                [1, 1],
+                groups,
+            )
+            .unwrap();
+            let x: Vec<f64> = (0..shape.iter().product()).map(|_| rng.unit()).collect();
+            let w: Vec<f64> = (0..wshape.iter().product()).map(|_| rng.unit()).collect();
+            let b: Vec<f64> = (0..g.c_out).map(|_| rng.unit()).collect();
+            let want = reference(&g, &x, &w, Some(&b));
+            for level in available_levels() {
+                for algo in [Algorithm::Direct, Algorithm::Im2col] {
+                    let mut first: Option<Vec<f64>> = None;
+                    for threads in [1, 2, 3, 5] {
+                        let mut y = vec![f64::NAN; want.len()];
+                        conv2d_on(&g, &x, &w, Some(&b), &mut y, algo, level, threads).unwrap();
+                        for (&got, &r) in y.iter().zip(&want) {
+                            assert!((got - r).abs() <= 1e-12 * (1.0 + r.abs()), "{g:?} {algo:?}");
+                        }
+                        match &first {
+                            None => first = Some(y),
+                            Some(f) => assert!(f == &y, "{g:?} {algo:?} threads {threads}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 }

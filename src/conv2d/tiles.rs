@@ -1,101 +1,207 @@
-//! What the direct and im2col algorithms share: packed weights, the tile loop around the
+//! What the direct and im2col algorithms share: weight rows, the tile loop around the
 //! microkernel, the output handle tasks write through, and the split into tasks.
 
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
+use crate::threading::SharedOut;
 use crate::workspace::try_zeroed;
 
-/// The weights of one group, `mr` output channels at a time, interleaved per reduction
-/// step: `data[(blk · kt + k) · mr + i] = w[blk·mr + i][k]` (zero past the last channel).
-pub struct PackedWeights<T> {
-    pub data: Vec<T>,
-    /// Reduction length `C_in/groups · kh · kw`, in (channel, row, column) order.
+/// The weights of one group, read in place: row `oc` (`kt` elements, in (channel, row,
+/// column) order) is the OIHW weight array's row for output channel `oc` of the group.
+/// Blocks of `mr` rows past the last channel use a zero row, so no packing is needed.
+pub struct GroupWeights<'a, T> {
+    rows: &'a [T],
+    zero: Vec<T>,
+    /// Reduction length `C_in/groups · kh · kw`.
     pub kt: usize,
-    pub mr: usize,
-    pub channels: usize,
+    channels: usize,
 }
 
-impl<T: ConvFloat> PackedWeights<T> {
-    pub fn pack(w: &[T], g: &ConvGeometry, group: usize, mr: usize) -> Result<Self> {
+/// Largest `mr` of any tile kernel.
+const MAX_MR: usize = 16;
+
+impl<'a, T: ConvFloat> GroupWeights<'a, T> {
+    pub fn new(w: &'a [T], g: &ConvGeometry, group: usize) -> Result<Self> {
         let kt = g.c_in_per_group() * g.kh * g.kw;
         let channels = g.c_out_per_group();
-        let blocks = channels.div_ceil(mr);
-        let mut data = try_zeroed(blocks * kt * mr, "packed weights")?;
-        let first = group * channels;
-        for oc in 0..channels {
-            let src = &w[(first + oc) * kt..(first + oc + 1) * kt];
-            let (blk, i) = (oc / mr, oc % mr);
-            for (k, &v) in src.iter().enumerate() {
-                data[(blk * kt + k) * mr + i] = v;
-            }
-        }
-        Ok(PackedWeights {
-            data,
+        Ok(GroupWeights {
+            rows: &w[group * channels * kt..(group + 1) * channels * kt],
+            zero: try_zeroed(kt, "zero weights")?,
             kt,
-            mr,
             channels,
         })
     }
 
-    fn block(&self, blk: usize) -> &[T] {
-        &self.data[blk * self.kt * self.mr..(blk + 1) * self.kt * self.mr]
+    /// Pointers to reduction step `k0` of the `mr` rows of block `blk`.
+    fn block_rows(&self, blk: usize, mr: usize, k0: usize) -> [*const T; MAX_MR] {
+        assert!(mr <= MAX_MR && k0 <= self.kt);
+        let mut rows = [self.zero[k0..].as_ptr(); MAX_MR];
+        for (i, row) in rows.iter_mut().enumerate().take(mr) {
+            let oc = blk * mr + i;
+            if oc < self.channels {
+                *row = self.rows[oc * self.kt + k0..].as_ptr();
+            }
+        }
+        rows
     }
 }
 
-/// Runs the microkernel over output channels `oc_range` (starting at a multiple of `mr`,
-/// relative to the group) and positions `0..m_len` in steps of `nc`. `prepare(m0, b)`
-/// readies the `B` operand of the tile starting at `m0` in `b` and returns the index that
-/// `offs` are relative to; `store(oc, m0, row)` receives one finished tile row
-/// (`row.len() == nc`).
+/// Reduction steps per microkernel call. The `B` rows of one chunk (at most `KC · nc`
+/// elements, far fewer for the direct algorithm whose taps share cache lines) stay in L1
+/// while every output-channel block of the tile reuses them; the accumulators go through
+/// the tile buffer between chunks, which changes no bit of the result.
+const KC: usize = 128;
+
+/// Row offsets of the `B` operand (see [`TileKernel`]) and their extent, for one check
+/// per tile instead of one per read.
+pub struct Offsets {
+    pub offs: Vec<isize>,
+    lo: isize,
+    hi: isize,
+}
+
+impl Offsets {
+    pub fn new(offs: Vec<isize>) -> Self {
+        let (lo, hi) = offs
+            .iter()
+            .fold((0isize, 0isize), |(lo, hi), &o| (lo.min(o), hi.max(o)));
+        Offsets { offs, lo, hi }
+    }
+}
+
+/// Bytes of accumulator tiles one [`compute_tiles`] call keeps live (in L2), which sets
+/// how many consecutive tiles share each chunk of packed weights.
+const CTILE_BYTES: usize = 192 * 1024;
+
+/// How many consecutive tiles to compute together for `blocks` output-channel blocks.
+pub fn tiles_per_group<T>(kern: &TileKernel<T>, blocks: usize) -> usize {
+    (CTILE_BYTES / (blocks.max(1) * kern.mr * kern.nc * std::mem::size_of::<T>())).max(1)
+}
+
+/// Computes `tiles` consecutive tiles, tile `t` reading `b[base + t·nc..]`, for the
+/// output-channel blocks `blocks` of `pw` into `ctile`, laid out `[t][block][mr][nc]`
+/// (blocks relative to `blocks.start`). Only the first `last_len` positions of the last
+/// tile are needed: when that saves work it is computed with the narrow kernel, and the
+/// rest of its row in `ctile` is left as it was. The reduction runs in chunks of `KC`
+/// steps, and each chunk of one block's weights serves every tile before the next
+/// block's.
 #[allow(clippy::too_many_arguments)]
-pub fn run_tiles<T: ConvFloat>(
+pub fn compute_tiles<T: ConvFloat>(
     kern: &TileKernel<T>,
-    pw: &PackedWeights<T>,
-    oc_range: std::ops::Range<usize>,
-    offs: &[isize],
-    m_len: usize,
-    b: &mut [T],
-    mut prepare: impl FnMut(usize, &mut [T]) -> usize,
-    mut store: impl FnMut(usize, usize, &[T]),
-) -> Result<()> {
-    let (mr, nc) = (kern.mr, kern.nc);
-    assert_eq!(pw.mr, mr);
-    assert_eq!(offs.len(), pw.kt);
-    let (min_off, max_off) = offs
-        .iter()
-        .fold((0isize, 0isize), |(lo, hi), &o| (lo.min(o), hi.max(o)));
-    let mut tile = try_zeroed::<T>(mr * nc, "output tile")?;
-    let mut m0 = 0;
-    while m0 < m_len {
-        let base = prepare(m0, b);
-        // The microkernel reads b[base + offs[k] + j] for j < nc: check the whole range
-        // once per tile, which makes the unchecked reads below sound.
-        assert!(
-            base as isize + min_off >= 0
-                && base as isize + max_off + nc as isize <= b.len() as isize
-        );
-        for blk in (oc_range.start / mr)..oc_range.end.div_ceil(mr) {
-            // SAFETY: weights have kt·mr elements, the B range was checked above, and the
-            // tile is an owned mr × nc buffer.
-            unsafe {
-                kern.run(
-                    pw.kt,
-                    pw.block(blk).as_ptr(),
-                    b.as_ptr().add(base),
-                    offs.as_ptr(),
-                    tile.as_mut_ptr(),
-                    nc,
-                )
-            };
-            for i in 0..mr.min(pw.channels - blk * mr) {
-                store(blk * mr + i, m0, &tile[i * nc..(i + 1) * nc]);
+    pw: &GroupWeights<'_, T>,
+    blocks: std::ops::Range<usize>,
+    b: &[T],
+    base: usize,
+    tiles: usize,
+    last_len: usize,
+    offs: &Offsets,
+    ctile: &mut [T],
+) {
+    let (mr, nc, kt) = (kern.mr, kern.nc, pw.kt);
+    let narrow = kern.narrowed();
+    // Narrow calls for the last tile, each `narrow.nc` wide and inside the tile.
+    let narrow_calls = last_len.div_ceil(narrow.nc);
+    let (full, narrow_calls) = if narrow_calls * narrow.nc < nc {
+        (tiles - 1, narrow_calls)
+    } else {
+        (tiles, 0)
+    };
+    let nb = blocks.len();
+    // The microkernel reads b[base + t·nc + offs[k] + j] for j < nc and writes mr · nc
+    // elements per tile and block: check it all once. Weight rows are checked by
+    // `block_rows` (every row holds kt − k0 elements from its pointer on).
+    assert!(offs.offs.len() == kt && tiles > 0);
+    let last = (base + (tiles - 1) * nc) as isize;
+    assert!(base as isize + offs.lo >= 0 && last + offs.hi + nc as isize <= b.len() as isize);
+    assert!(tiles * nb * mr * nc <= ctile.len());
+    let mut k0 = 0;
+    while k0 < kt {
+        let kc = KC.min(kt - k0);
+        for (bi, blk) in blocks.clone().enumerate() {
+            let rows = pw.block_rows(blk, mr, k0);
+            for t in 0..full {
+                // SAFETY: the ranges of all three operands were checked above.
+                unsafe {
+                    kern.run(
+                        kc,
+                        rows.as_ptr(),
+                        b.as_ptr().add(base + t * nc),
+                        offs.offs.as_ptr().add(k0),
+                        ctile.as_mut_ptr().add((t * nb + bi) * mr * nc),
+                        nc,
+                        k0 > 0,
+                    )
+                };
+            }
+            for j in 0..narrow_calls {
+                let at = full * nc + j * narrow.nc;
+                // SAFETY: as above; narrow calls read and write within the last tile.
+                unsafe {
+                    narrow.run(
+                        kc,
+                        rows.as_ptr(),
+                        b.as_ptr().add(base + at),
+                        offs.offs.as_ptr().add(k0),
+                        ctile
+                            .as_mut_ptr()
+                            .add((full * nb + bi) * mr * nc + j * narrow.nc),
+                        nc,
+                        k0 > 0,
+                    )
+                };
             }
         }
-        m0 += nc;
+        k0 += kc;
     }
-    Ok(())
+}
+
+/// Where one task's finished tiles go: output channels `first_k + oc` for `oc` in
+/// `oc_range`, whose tile rows start at row `oc − row0` of a tile (`nc` per row).
+pub struct TileRows<'a, T> {
+    out: &'a SharedOut<T>,
+    bias: Option<&'a [T]>,
+    first_k: usize,
+    oc_range: std::ops::Range<usize>,
+    row0: usize,
+    nc: usize,
+}
+
+impl<'a, T: ConvFloat> TileRows<'a, T> {
+    /// Rows for `oc_range` (starting at a multiple of `mr`) of tiles `nc` wide.
+    pub fn new(
+        out: &'a SharedOut<T>,
+        bias: Option<&'a [T]>,
+        first_k: usize,
+        oc_range: std::ops::Range<usize>,
+        mr: usize,
+        nc: usize,
+    ) -> Self {
+        TileRows {
+            out,
+            bias,
+            first_k,
+            row0: oc_range.start / mr * mr,
+            oc_range,
+            nc,
+        }
+    }
+
+    /// Writes positions `j..j + len` of each row of `tile`, plus the bias, to the output
+    /// starting at `at(k)` for output channel `k`.
+    ///
+    /// # Safety
+    /// No other task may access those output elements meanwhile.
+    pub unsafe fn store(&self, tile: &[T], j: usize, len: usize, at: impl Fn(usize) -> usize) {
+        for oc in self.oc_range.clone() {
+            let k = self.first_k + oc;
+            let add = self.bias.map_or(T::ZERO, |b| b[k]);
+            let row = &tile[(oc - self.row0) * self.nc + j..][..len];
+            // SAFETY: exclusive access is the caller's contract.
+            unsafe { self.out.write_row(at(k), row, add) };
+        }
+    }
 }
 
 /// How a problem is split into tasks: every image × group × `m_chunks` ranges of output
@@ -108,31 +214,49 @@ pub struct Split {
 }
 
 impl Split {
-    /// Enough tasks to keep `threads` busy, preferring whole images, then position ranges
-    /// (`max_m_chunks` at most), then channel blocks of `mr`.
+    /// `m_needed` position chunks per image and group (to bound the workspace), then more
+    /// position chunks (`max_m_chunks` at most) or output-channel chunks (blocks of `mr`)
+    /// until there are about `TASKS_PER_THREAD` tasks per thread, a multiple of the thread
+    /// count: tasks are scheduled dynamically, so a thread that the OS preempts holds up
+    /// one small task, not half the call. `prefer_oc` says that channel chunks are cheaper
+    /// than position chunks (small images: bands re-read their halo and a short band
+    /// wastes part of its last tile).
     pub fn choose(
         g: &ConvGeometry,
         threads: usize,
-        min_m_chunks: usize,
+        m_needed: usize,
         max_m_chunks: usize,
         mr: usize,
+        prefer_oc: bool,
     ) -> Split {
-        let outer = g.n * g.groups;
-        let mut m_chunks = min_m_chunks.max(1);
-        let mut oc_chunks = 1;
-        if threads > 1 && outer < 2 * threads {
-            let want = (2 * threads).div_ceil(outer.max(1));
-            m_chunks = m_chunks.max(want.min(max_m_chunks));
-            if outer * m_chunks < threads {
-                oc_chunks = (threads.div_ceil(outer * m_chunks))
-                    .min(g.c_out_per_group().div_ceil(mr))
-                    .max(1);
-            }
+        const TASKS_PER_THREAD: usize = 2;
+        let m_needed = m_needed.clamp(1, max_m_chunks.max(1));
+        let base = g.n * g.groups * m_needed;
+        let mut split = Split {
+            m_chunks: m_needed,
+            oc_chunks: 1,
+        };
+        let want = TASKS_PER_THREAD * threads;
+        if threads <= 1 || base >= want {
+            return split;
         }
-        Split {
-            m_chunks: m_chunks.min(max_m_chunks).max(1),
-            oc_chunks,
-        }
+        // Smallest factor giving at least `want` tasks, a multiple of `threads`.
+        let step = threads / gcd(base, threads);
+        let f = want.div_ceil(base).next_multiple_of(step);
+        let oc_blocks = g.c_out_per_group().div_ceil(mr);
+        let m_room = (max_m_chunks / m_needed).max(1);
+        let (m_f, oc_f) = if prefer_oc && oc_blocks >= f {
+            (1, f)
+        } else if m_room >= f {
+            (f, 1)
+        } else if prefer_oc {
+            (f.div_ceil(oc_blocks).min(m_room), oc_blocks)
+        } else {
+            (m_room, f.div_ceil(m_room).min(oc_blocks))
+        };
+        split.m_chunks = m_needed * m_f;
+        split.oc_chunks = oc_f.max(1);
+        split
     }
 
     pub fn tasks(&self, g: &ConvGeometry) -> usize {
@@ -155,5 +279,13 @@ impl Split {
         let lo = blocks * oc_chunk / self.oc_chunks * mr;
         let hi = (blocks * (oc_chunk + 1) / self.oc_chunks * mr).min(g.c_out_per_group());
         (image, group, m_chunk, lo..hi)
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }

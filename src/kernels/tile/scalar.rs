@@ -3,32 +3,39 @@
 
 use super::TileKernel;
 
-pub const F32: TileKernel<f32> = TileKernel::new(4, 8, "scalar-4x8", tile::<f32, 4, 8>);
-pub const F64: TileKernel<f64> = TileKernel::new(4, 8, "scalar-4x8", tile::<f64, 4, 8>);
+pub const F32: TileKernel<f32> =
+    TileKernel::new(4, 8, "scalar-4x8", tile::<f32, 4, 8>, 4, tile::<f32, 4, 4>);
+pub const F64: TileKernel<f64> =
+    TileKernel::new(4, 8, "scalar-4x8", tile::<f64, 4, 8>, 4, tile::<f64, 4, 4>);
 
 /// # Safety
 /// See [`TileKernel::run`].
 unsafe fn tile<T, const MR: usize, const NC: usize>(
     kt: usize,
-    a: *const T,
+    a: *const *const T,
     b: *const T,
     offs: *const isize,
     c: *mut T,
     ldc: usize,
+    accumulate: bool,
 ) where
     T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
 {
     let mut acc = [[T::default(); NC]; MR];
+    if accumulate {
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            // SAFETY: the caller guarantees `MR` rows of `ldc >= NC` readable elements.
+            let crow = unsafe { std::slice::from_raw_parts(c.add(i * ldc), NC) };
+            acc_i.copy_from_slice(crow);
+        }
+    }
     for k in 0..kt {
-        // SAFETY: the caller guarantees `kt` offsets, `kt·MR` weights and `NC` readable
-        // elements at each `b + offs[k]`.
-        let (brow, arow) = unsafe {
-            (
-                std::slice::from_raw_parts(b.offset(*offs.add(k)), NC),
-                std::slice::from_raw_parts(a.add(k * MR), MR),
-            )
-        };
-        for (acc_i, &a_ik) in acc.iter_mut().zip(arow) {
+        // SAFETY: the caller guarantees `kt` offsets, `NC` readable elements at each
+        // `b + offs[k]`, and `MR` rows of `kt` weights.
+        let brow = unsafe { std::slice::from_raw_parts(b.offset(*offs.add(k)), NC) };
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            let a_ik = unsafe { *(*a.add(i)).add(k) };
             for (acc_ij, &b_kj) in acc_i.iter_mut().zip(brow) {
                 *acc_ij = *acc_ij + a_ik * b_kj;
             }
