@@ -72,9 +72,15 @@ def padding(value: Any) -> tuple[int, int, int, int] | str:
                 "padding must be an int, a pair (ph, pw), a pair of pairs "
                 f"((top, bottom), (left, right)), 'valid' or 'same'; got {value!r}"
             )
-        if all(isinstance(v, (tuple, list)) for v in value):
+        nested = [isinstance(v, (tuple, list)) for v in value]
+        if all(nested):
             (t, b), (l, r) = (pair(v, "padding") for v in value)
             return t, b, l, r
+        if any(nested):
+            raise ValueError(
+                "padding must be a pair (ph, pw) or a pair of pairs ((top, bottom), "
+                f"(left, right)), not a mix of both; got {value!r}"
+            )
         ph, pw = pair(value, "padding")
         return ph, ph, pw, pw
     p = integer(value, "padding")

@@ -1,0 +1,194 @@
+"""Obviously-correct float64 NumPy references for conv2d, im2col and col2im.
+
+Written for clarity, not speed: pad explicitly, cut every kernel tap's strided window out
+of the padded input, and reduce with one ``einsum``. Everything is computed in float64
+from the exact values of the inputs, so the only rounding is float64's own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def as_pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def same_pads(size: int, k_eff: int, stride: int) -> tuple[int, int]:
+    """SAME_UPPER: ``out = ceil(size / stride)``; odd padding element at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k_eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, h: int, w: int, k_eff: tuple[int, int], stride: tuple[int, int]):
+    """Any conv2d padding form as ``(top, bottom, left, right)``."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        assert padding == "same"
+        return same_pads(h, k_eff[0], stride[0]) + same_pads(w, k_eff[1], stride[1])
+    if isinstance(padding, (tuple, list)):
+        if all(isinstance(p, (tuple, list)) for p in padding):
+            (t, b), (l, r) = padding
+            return int(t), int(b), int(l), int(r)
+        ph, pw = as_pair(padding)
+        return ph, ph, pw, pw
+    p = int(padding)
+    return p, p, p, p
+
+
+def out_size(size: int, pad: int, k: int, dilation: int, stride: int) -> int:
+    return (size + pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def windows(x, kernel, stride, dilation, pads, out_hw=None):
+    """All receptive fields of ``x`` (N, C, H, W): ``(N, C, kh, kw, H_out, W_out)``.
+
+    ``windows(...)[n, c, r, s, p, q] == x_pad[n, c, p*sh + r*dh, q*sw + s*dw]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    t, b, l, r = pads
+    xp = np.zeros((n, c, h + t + b, w + l + r))
+    xp[:, :, t : t + h, l : l + w] = x
+    if out_hw is None:
+        out_hw = (out_size(h, t + b, kh, dh, sh), out_size(w, l + r, kw, dw, sw))
+    ho, wo = out_hw
+    assert ho >= 0 and wo >= 0
+    res = np.zeros((n, c, kh, kw, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            rows = xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, :]
+            res[:, :, i, j] = rows[:, :, :ho, j * dw : j * dw + sw * (wo - 1) + 1 : sw][
+                :, :, :, :wo
+            ]
+    return res
+
+
+def conv2d_shape_params(x_shape, w_shape, stride=1, padding=0, dilation=1):
+    """``(pads, (H_out, W_out))`` for a conv2d problem, per the contract."""
+    _, _, h, w = x_shape
+    _, _, kh, kw = w_shape
+    sh, sw = as_pair(stride)
+    dh, dw = as_pair(dilation)
+    k_eff = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    pads = resolve_padding(padding, h, w, k_eff, (sh, sw))
+    if padding == "same":
+        out = (-(-h // sh), -(-w // sw))
+    else:
+        out = (
+            out_size(h, pads[0] + pads[1], kh, dh, sh),
+            out_size(w, pads[2] + pads[3], kw, dw, sw),
+        )
+    return pads, out
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, absolute=False):
+    """``torch.nn.functional.conv2d`` in float64 (cross-correlation plus bias).
+
+    With ``absolute=True`` computes ``conv(|x|, |w|) + |b|``, the magnitude that bounds the
+    rounding error of any summation order.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    if absolute:
+        x, w = np.abs(x), np.abs(w)
+    n, c, _, _ = x.shape
+    k, cg, kh, kw = w.shape
+    assert c % groups == 0 and k % groups == 0 and cg == c // groups
+    pads, out_hw = conv2d_shape_params(x.shape, w.shape, stride, padding, dilation)
+    win = windows(x, (kh, kw), as_pair(stride), as_pair(dilation), pads, out_hw)
+    kg = k // groups
+    y = np.zeros((n, k) + out_hw)
+    for g in range(groups):
+        y[:, g * kg : (g + 1) * kg] = np.einsum(
+            "ncrspq,kcrs->nkpq",
+            win[:, g * cg : (g + 1) * cg],
+            w[g * kg : (g + 1) * kg],
+        )
+    if b is not None:
+        b = np.asarray(b, dtype=np.float64)
+        y += (np.abs(b) if absolute else b)[None, :, None, None]
+    return y[0] if unbatched else y
+
+
+def im2col(x, kernel_size, dilation=1, padding=0, stride=1):
+    """``torch.nn.functional.unfold``: rows (c, kh, kw), columns (out row, out col)."""
+    x = np.asarray(x, dtype=np.float64)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    kh, kw = as_pair(kernel_size)
+    ph, pw = as_pair(padding)
+    win = windows(x, (kh, kw), as_pair(stride), as_pair(dilation), (ph, ph, pw, pw))
+    n, c, _, _, ho, wo = win.shape
+    cols = win.reshape(n, c * kh * kw, ho * wo)
+    return cols[0] if unbatched else cols
+
+
+def col2im(cols, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """``torch.nn.functional.fold``: scatter-add every column entry to its source pixel."""
+    cols = np.asarray(cols, dtype=np.float64)
+    unbatched = cols.ndim == 2
+    if unbatched:
+        cols = cols[None]
+    h, w = as_pair(output_size)
+    kh, kw = as_pair(kernel_size)
+    dh, dw = as_pair(dilation)
+    ph, pw = as_pair(padding)
+    sh, sw = as_pair(stride)
+    ho, wo = out_size(h, 2 * ph, kh, dh, sh), out_size(w, 2 * pw, kw, dw, sw)
+    n, rows, length = cols.shape
+    assert rows % (kh * kw) == 0 and length == ho * wo
+    c = rows // (kh * kw)
+    blocks = cols.reshape(n, c, kh, kw, ho, wo)
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
+    for i in range(kh):
+        for j in range(kw):
+            for p in range(ho):
+                for q in range(wo):
+                    xp[:, :, p * sh + i * dh, q * sw + j * dw] += blocks[:, :, i, j, p, q]
+    y = xp[:, :, ph : ph + h, pw : pw + w]
+    return y[0] if unbatched else y
+
+
+def error_bound(abs_ref, reduction: int, dtype) -> np.ndarray:
+    """Elementwise bound on |computed - exact| for a float ``dtype`` sum of ``reduction``
+    products plus a bias: a small multiple of ``reduction * eps * sum |terms|`` (any
+    summation order, FMA or not), plus the rounding of the final store."""
+    eps = np.finfo(dtype).eps
+    tiny = np.finfo(dtype).tiny
+    return 2.0 * (reduction + 2) * eps * abs_ref + 4 * tiny
+
+
+def assert_close(actual, expected, abs_ref, reduction: int, dtype=None, what: str = "result"):
+    """Assert ``actual`` is within the rounding-error bound of the float64 ``expected``."""
+    actual = np.asarray(actual)
+    dtype = actual.dtype if dtype is None else np.dtype(dtype)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    err = np.abs(actual.astype(np.float64) - expected)
+    bound = error_bound(abs_ref, reduction, dtype)
+    bad = ~(err <= bound)  # also catches NaN
+    if bad.any():
+        idx = tuple(int(i[0]) for i in np.nonzero(bad))
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {err.size} elements off; first at {idx}: "
+            f"got {actual[idx]!r}, expected {expected[idx]!r}, bound {bound[idx]:.3g}, "
+            f"max err/bound {np.nanmax(err / bound) if err.size else 0:.3g}"
+        )
+
+
+def reduction_length(w_shape) -> int:
+    """K = C_in/groups * kh * kw, the number of products summed per output element."""
+    return int(math.prod(w_shape[1:]))
