@@ -4,7 +4,7 @@ the int / pair / padding forms. Values are validated once, in the Rust core."""
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -35,6 +35,10 @@ def float_result_type(arrays: dict[str, np.ndarray | None]) -> np.dtype:
     return dtype
 
 
+@overload
+def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray: ...
+@overload
+def contiguous(a: None, dtype: np.dtype) -> None: ...
 def contiguous(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     """A C-contiguous, native-order array of ``dtype`` (no copy when ``a`` already is one)."""
     return None if a is None else np.ascontiguousarray(a, dtype=dtype)
