@@ -588,6 +588,18 @@ def test_thread_counts_bit_identical(case, algorithm, dtype, rng):
         np.testing.assert_array_equal(results[n], results[1], err_msg=f"{n} threads vs 1")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("case", sorted(THREAD_CASES))
+def test_multithreaded_problems_match_reference(case, algorithm, dtype, num_threads, rng):
+    c = dict(THREAD_CASES[case])
+    x = random(rng, c.pop("x"), dtype)
+    w = random(rng, c.pop("w"), dtype)
+    b = random(rng, w.shape[0], dtype)
+    assert convrs.get_num_threads() == num_threads
+    check(x, w, b, algorithm=algorithm, dtype=dtype, **c)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @given(p=problems(), seed=st.integers(0, 2**32 - 1))
 def test_random_problems_under_threads(p, seed, algorithm):

@@ -430,3 +430,39 @@ def test_interpreter_exits_cleanly_during_a_call(threads):
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert r.stdout.strip() == "exiting"
     assert "panic" not in r.stderr.lower() and "fatal" not in r.stderr.lower(), r.stderr
+
+
+def test_interpreter_exits_cleanly_when_calls_end_during_finalization():
+    """Daemon threads finish short calls while the interpreter finalizes: a module-level
+    object whose ``__del__`` releases the GIL during teardown lets them try to re-attach to
+    a finalizing interpreter (CPython < 3.14 would ``pthread_exit`` them there)."""
+    code = """
+        import os, sys, threading, time, numpy as np, convrs
+        x = np.ones((1, 8, 32, 32), np.float32)
+        w = np.ones((8, 8, 3, 3), np.float32)
+        running = threading.Barrier(5)
+
+        def loop():
+            running.wait()
+            while True:
+                convrs.conv2d(x, w, padding=1)
+                convrs.im2col(x, 3)
+
+        class ReleasesGilAtTeardown:
+            def __del__(self, time=time, os=os):
+                time.sleep(0.2)
+                os.write(1, b"finalized\\n")
+
+        sys.modules["_convrs_test_holder"] = ReleasesGilAtTeardown()
+        del ReleasesGilAtTeardown
+        for _ in range(4):
+            threading.Thread(target=loop, daemon=True).start()
+        running.wait()
+        time.sleep(0.1)
+        print("exiting", flush=True)
+    """
+    for _ in range(3):
+        r = run_python(code, timeout=60)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        assert r.stdout.split() == ["exiting", "finalized"], r.stdout
+        assert "panic" not in r.stderr.lower() and "fatal" not in r.stderr.lower(), r.stderr
