@@ -123,6 +123,41 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, absolute=
     return y[0] if unbatched else y
 
 
+def conv2d_by_taps(x, w, b, stride, pads, dilation, groups, out_hw):
+    """conv2d by index arithmetic, without materialising the padded input: for each tap,
+    gather the input pixel each output position reads (zero where it reads padding).
+    Independent of :func:`conv2d`'s windows, and usable with paddings, strides and
+    dilations far larger than the input."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    n, c, h, wd = x.shape
+    k, cg, kh, kw = w.shape
+    (sh, sw), (dh, dw), (top, _, left, _) = as_pair(stride), as_pair(dilation), pads
+    ho, wo = out_hw
+    kg = k // groups
+    y = np.zeros((n, k, ho, wo))
+    for r in range(kh):
+        rows = np.arange(ho, dtype=object) * sh + r * dh - top  # exact Python ints
+        for s in range(kw):
+            cols = np.arange(wo, dtype=object) * sw + s * dw - left
+            vr = np.array([0 <= v < h for v in rows], dtype=bool)
+            vc = np.array([0 <= v < wd for v in cols], dtype=bool)
+            patch = np.zeros((n, c, ho, wo))
+            if vr.any() and vc.any():
+                ri = rows[vr].astype(np.int64)
+                ci = cols[vc].astype(np.int64)
+                patch[:, :, np.ix_(vr, vc)[0], np.ix_(vr, vc)[1]] = x[:, :, ri][:, :, :, ci]
+            for g in range(groups):
+                y[:, g * kg : (g + 1) * kg] += np.einsum(
+                    "ncpq,kc->nkpq",
+                    patch[:, g * cg : (g + 1) * cg],
+                    w[g * kg : (g + 1) * kg, :, r, s],
+                )
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64)[None, :, None, None]
+    return y
+
+
 def im2col(x, kernel_size, dilation=1, padding=0, stride=1):
     """``torch.nn.functional.unfold``: rows (c, kh, kw), columns (out row, out col)."""
     x = np.asarray(x, dtype=np.float64)

@@ -4,11 +4,14 @@ dtype, hand-picked edge cases, memory layouts, the dtype rule, ``out=`` and thre
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import scipy.signal
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import convrs
@@ -87,10 +90,10 @@ def pair_or_int(values):
 
 
 @st.composite
-def problems(draw, max_side=10):
+def problems(draw, max_side=10, max_channels=4):
     groups = draw(st.integers(1, 3))
-    cin_g = draw(st.integers(1, 4))
-    cout_g = draw(st.integers(1, 4))
+    cin_g = draw(st.integers(1, max_channels))
+    cout_g = draw(st.integers(1, max_channels))
     n = draw(st.integers(0, 2))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     stride = draw(pair_or_int(st.integers(1, 4)))
@@ -142,6 +145,15 @@ def run_problem(p, dtype, algorithm, seed):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @given(p=problems(), seed=st.integers(0, 2**32 - 1))
 def test_random_problems(p, seed, algorithm, dtype):
+    run_problem(p, dtype, algorithm, seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=12)
+@given(p=problems(max_side=70, max_channels=20), seed=st.integers(0, 2**32 - 1))
+def test_random_larger_problems(p, seed, algorithm, dtype):
+    """Several microkernel tiles, channel blocks and input bands per call."""
     run_problem(p, dtype, algorithm, seed)
 
 
@@ -243,6 +255,95 @@ def test_edge_cases(case, bias, algorithm, dtype, rng):
     y = check(x, w, b, algorithm=algorithm, dtype=dtype, **c)
     expected_shape = ref.conv2d(x, w, b, **c).shape
     assert y.shape == expected_shape
+
+
+@st.composite
+def extreme_geometry(draw):
+    """Strides, dilations and paddings far beyond the input, with a small output."""
+    big = st.one_of(st.integers(1, 4), st.integers(1, 2**20), st.sampled_from([2**20, 2**30]))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(big), draw(big)
+    # Dilations are kept moderate: the direct algorithm's workspace grows with the dilated
+    # kernel extent (see test_direct_workspace_bounded_for_huge_dilation).
+    dh, dw = draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    if draw(st.booleans()):
+        padding = "same"
+    else:
+        padding = ((draw(big) - 1, draw(big) - 1), (draw(big) - 1, draw(big) - 1))
+    groups = draw(st.sampled_from([1, 2]))
+    x_shape = (draw(st.integers(1, 2)), 2 * groups, h, w)
+    w_shape = (2 * groups, 2, kh, kw)
+    try:
+        pads, out_hw = ref.conv2d_shape_params(x_shape, w_shape, (sh, sw), padding, (dh, dw))
+    except ValueError:
+        out_hw = (0, 0)
+    k_eff = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    fits = all(hw + a + b >= k for hw, a, b, k in zip((h, w), pads[::2], pads[1::2], k_eff))
+    assume(fits and 0 < out_hw[0] * out_hw[1] <= 64)
+    return x_shape, w_shape, (sh, sw), padding, (dh, dw), groups, pads, out_hw
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@given(g=extreme_geometry(), seed=st.integers(0, 2**32 - 1))
+def test_extreme_geometry_small_output(g, seed, algorithm):
+    x_shape, w_shape, stride, padding, dilation, groups, pads, out_hw = g
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-4, 5, x_shape).astype(np.float64)
+    w = rng.integers(-4, 5, w_shape).astype(np.float64)
+    b = rng.integers(-4, 5, w_shape[0]).astype(np.float64)
+    y = convrs.conv2d(x, w, b, stride, padding, dilation, groups, algorithm=algorithm)
+    expected = ref.conv2d_by_taps(x, w, b, stride, pads, dilation, groups, out_hw)
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "auto"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/conv2d/direct.rs sizes its padded input band by the dilated kernel extent "
+    "(pitch = W_out + dw*(kW-1)/sW), so a huge dilation needs a huge workspace for a tiny "
+    "output (~200 MB at dilation 2**24 for 2 output values; MemoryError at dilation 2**30); 'auto' picks "
+    "direct for it",
+)
+def test_direct_workspace_bounded_for_huge_dilation(algorithm):
+    code = f"""
+import resource, numpy as np, convrs
+x = np.ones((1, 2, 1, 1), np.float32)
+w = np.ones((2, 2, 1, 2), np.float32)
+convrs.conv2d(x, w, padding="same", algorithm="im2col")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+y = convrs.conv2d(x, w, padding="same", dilation=(1, 2**24), algorithm={algorithm!r})
+assert y.shape == (1, 2, 1, 1) and not y.any()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    env = {k: v for k, v in os.environ.items()}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(convrs.__file__)), env.get("PYTHONPATH", "")]
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) < 64, f"{r.stdout.strip()} MiB of workspace for a 1x1 output"
+
+
+@given(p=problems(), seed=st.integers(0, 2**32 - 1))
+def test_references_agree(p, seed):
+    """The window reference and the gather reference, against each other."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(p["x_shape"])
+    x = x if x.ndim == 4 else x[None]
+    w = rng.standard_normal(p["w_shape"])
+    args = (p["stride"], p["padding"], p["dilation"])
+    pads, out_hw = ref.conv2d_shape_params(x.shape, w.shape, *args)
+    a = ref.conv2d(x, w, None, *args, p["groups"])
+    b = ref.conv2d_by_taps(x, w, None, p["stride"], pads, p["dilation"], p["groups"], out_hw)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_same_output_size_at_any_stride(rng):
@@ -568,6 +669,14 @@ THREAD_CASES = {
     "depthwise": {"x": (3, 32, 40, 40), "w": (32, 1, 5, 5), "padding": 2, "groups": 32},
     "grouped": {"x": (2, 24, 30, 30), "w": (24, 6, 3, 3), "padding": 1, "groups": 4},
     "batch-one-tall": {"x": (1, 8, 200, 24), "w": (16, 8, 5, 3), "padding": (2, 1)},
+    # A padded input band of the direct algorithm holds only some output rows.
+    "many-bands": {"x": (1, 64, 50, 98), "w": (9, 64, 3, 3), "padding": 1},
+    "many-bands-strided": {
+        "x": (1, 48, 61, 90),
+        "w": (17, 48, 3, 4),
+        "stride": 2,
+        "padding": (1, 2),
+    },
 }
 
 
