@@ -328,6 +328,13 @@ UNFOLD_ERRORS = [
     ),
     ("col2im-output-size-float", lambda: convrs.col2im(COLS, 5.0, 3), TypeError, "output_size"),
     ("col2im-output-size-huge", lambda: convrs.col2im(COLS, 2**62, 3), ValueError, "output_size"),
+    # The block count must not wrap around (2**80 blocks would look like a small number).
+    (
+        "col2im-blocks-overflow",
+        lambda: convrs.col2im(COLS, (2**40, 2**40), 3),
+        ValueError,
+        "output_size is too large",
+    ),
     ("col2im-kernel-0", lambda: convrs.col2im(COLS, 5, 0), ValueError, "kernel_size"),
     ("col2im-kernel-too-large", lambda: convrs.col2im(COLS, 2, 3), ValueError, "kernel_size"),
     (

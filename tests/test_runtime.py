@@ -19,6 +19,7 @@ import pytest
 
 import convrs
 import reference as ref
+from _workloads import long_conv2d
 
 SIMD_LEVELS = ("scalar", "avx2", "avx512", "neon")
 RANK = {"scalar": 0, "avx2": 1, "neon": 1, "avx512": 2}
@@ -253,19 +254,6 @@ def test_set_num_threads_while_other_threads_compute():
     assert not any(t.is_alive() for t in workers)
 
 
-def _calibrated_call(target_seconds=0.4):
-    """A conv2d call that takes about ``target_seconds`` on this machine and SIMD level."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, 32, 64, 64)).astype(np.float32)
-    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
-    start = time.perf_counter()
-    convrs.conv2d(x, w, padding=1)
-    once = max(time.perf_counter() - start, 1e-5)
-    n = int(min(max(target_seconds / once, 1), 4096))
-    xb = np.broadcast_to(x, (n, *x.shape[1:]))
-    return lambda: convrs.conv2d(xb, w, padding=1)
-
-
 def _count_during(call):
     """Iterations a pure-Python loop in another thread makes while ``call`` runs; and the
     iterations it makes in the same time when the main thread merely sleeps."""
@@ -297,7 +285,7 @@ def _count_during(call):
 
 def test_gil_released_during_conv2d():
     convrs.set_num_threads(1)  # leave the second core to the Python thread
-    call = _calibrated_call()
+    call = long_conv2d(0.4)
     during, baseline, elapsed = _count_during(call)
     assert elapsed > 0.05
     # With the GIL held the loop would not advance at all during the call.
@@ -307,7 +295,7 @@ def test_gil_released_during_conv2d():
 @pytest.mark.parametrize("what", ["im2col", "col2im", "convolve2d"])
 def test_gil_released_during_other_calls(what):
     convrs.set_num_threads(1)
-    x = np.random.default_rng(2).standard_normal((4, 64, 128, 128)).astype(np.float32)
+    x = np.random.default_rng(2).standard_normal((2, 64, 128, 128)).astype(np.float32)
     if what == "im2col":
 
         def call():
@@ -407,19 +395,15 @@ def test_interpreter_exits_cleanly_during_a_call(threads):
     """The main thread returns while a daemon thread is inside a long conv2d call."""
     code = f"""
         import threading, time, numpy as np, convrs
+        from _workloads import long_conv2d
         convrs.set_num_threads({threads})
-        x = np.ones((1, 32, 64, 64), np.float32)
-        w = np.ones((32, 32, 3, 3), np.float32)
-        start = time.perf_counter()
-        convrs.conv2d(x, w, padding=1)
-        n = int(min(max(1.0 / max(time.perf_counter() - start, 1e-5), 1), 4096))
-        xb = np.broadcast_to(x, (n, 32, 64, 64))
+        call = long_conv2d(1.0)
         started = threading.Event()
 
         def long_calls():
             started.set()
             while True:
-                convrs.conv2d(xb, w, padding=1)
+                call()
 
         threading.Thread(target=long_calls, daemon=True).start()
         started.wait()

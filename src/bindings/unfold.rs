@@ -109,13 +109,14 @@ pub fn col2im<'py>(
                 "cols.shape[1] ({rows}) must be divisible by the product of kernel_size ({taps})"
             )));
         }
-        if l != win.h_out * win.w_out {
+        // Checked: a huge output_size must not wrap around to a matching block count.
+        let blocks = checked_product(&[win.h_out, win.w_out], "col2im output_size")
+            .map_err(super::to_pyerr)?;
+        if l != blocks {
             return Err(PyValueError::new_err(format!(
-                "cols.shape[2] ({l}) must equal the number of sliding blocks ({} x {} = {}) for \
-                 output_size={output_size:?}",
-                win.h_out,
-                win.w_out,
-                win.h_out * win.w_out
+                "cols.shape[2] ({l}) must equal the number of sliding blocks ({} x {} = \
+                 {blocks}) for output_size={output_size:?}",
+                win.h_out, win.w_out,
             )));
         }
         let c = rows / taps;
