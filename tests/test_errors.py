@@ -27,7 +27,25 @@ CONV2D_ERRORS = [
     ("input-2d", lambda: conv(input=np.ones((6, 6))), ValueError, "input"),
     ("input-5d", lambda: conv(input=np.ones((1, 1, 4, 6, 6))), ValueError, "input"),
     ("input-scalar", lambda: conv(input=1.0), ValueError, "input"),
-    ("input-ragged", lambda: conv(input=[[[1.0]], [[1.0, 2.0]]]), (TypeError, ValueError), "input"),
+    (
+        "input-ragged",
+        lambda: conv(input=[[[1.0]], [[1.0, 2.0]]]),
+        ValueError,
+        "input must be array-like",
+    ),
+    (
+        "weight-ragged",
+        lambda: conv(weight=[[[[1.0]]], [[[1.0, 2.0]]]]),
+        ValueError,
+        "weight must be array-like",
+    ),
+    ("bias-ragged", lambda: conv(bias=[1.0, [2.0]]), ValueError, "bias must be array-like"),
+    (
+        "input-unconvertible",
+        lambda: conv(input=_Unconvertible()),
+        TypeError,
+        "input must be array-like",
+    ),
     ("input-none", lambda: conv(input=None), TypeError, "input"),
     ("weight-3d", lambda: conv(weight=np.ones((2, 4, 3))), ValueError, "weight"),
     ("weight-5d", lambda: conv(weight=np.ones((2, 4, 3, 3, 1))), ValueError, "weight"),
@@ -187,6 +205,11 @@ CONV2D_ERRORS = [
         "out",
     ),
 ]
+
+
+class _Unconvertible:
+    def __array__(self, *args, **kwargs):
+        raise TypeError("cannot be an array")
 
 
 def _read_only(a):

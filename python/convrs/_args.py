@@ -16,7 +16,10 @@ def as_array(value: Any, name: str) -> np.ndarray:
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} must be array-like: {exc}") from None
+        # Keep numpy's class: a ragged nested list is a bad shape (ValueError), an object
+        # numpy cannot convert is a bad type (TypeError).
+        cls = ValueError if isinstance(exc, ValueError) else TypeError
+        raise cls(f"{name} must be array-like: {exc}") from None
 
 
 def float_result_type(arrays: dict[str, np.ndarray | None]) -> np.dtype:
