@@ -227,3 +227,67 @@ def assert_close(actual, expected, abs_ref, reduction: int, dtype=None, what: st
 def reduction_length(w_shape) -> int:
     """K = C_in/groups * kh * kw, the number of products summed per output element."""
     return int(math.prod(w_shape[1:]))
+
+
+_NP_PAD_MODE = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
+                "symm": "symmetric", "symmetric": "symmetric"}  # fmt: skip
+
+
+def _full_correlation(in1, kernel, boundary, fillvalue):
+    """``out[i, j] = sum_{k, l} in1_ext[i + k, j + l] * kernel[k, l]`` over the full range,
+    ``in1_ext`` being ``in1`` extended by ``kernel.shape - 1`` on every side per ``boundary``."""
+    p, q = kernel.shape
+    mode = _NP_PAD_MODE[boundary]
+    pads = ((p - 1, p - 1), (q - 1, q - 1))
+    if mode == "constant":
+        ext = np.pad(in1, pads, mode="constant", constant_values=fillvalue)
+    else:
+        ext = np.pad(in1, pads, mode=mode)
+    m, n = in1.shape[0] + p - 1, in1.shape[1] + q - 1
+    out = np.zeros((m, n), dtype=np.result_type(ext, kernel))
+    for k in range(p):
+        for l in range(q):
+            out += ext[k : k + m, l : l + n] * kernel[k, l]
+    return out
+
+
+def _signal(in1, in2, mode, boundary, fillvalue, flip):
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    dtype = np.complex128 if np.iscomplexobj(in1) or np.iscomplexobj(in2) else np.float64
+    in1, in2 = in1.astype(dtype), in2.astype(dtype)
+    swapped = False
+    if mode == "valid":  # scipy's rule: the input at least as large everywhere becomes in1
+        if all(a >= b for a, b in zip(in1.shape, in2.shape)):
+            swapped = False
+        elif all(b >= a for a, b in zip(in1.shape, in2.shape)):
+            swapped = True
+        else:
+            raise ValueError("'valid' mode needs one input at least as large as the other")
+    if swapped:
+        in1, in2 = in2, in1
+    kernel = in2[::-1, ::-1] if flip else np.conj(in2)
+    full = _full_correlation(in1, kernel, boundary, fillvalue)
+    (m, n), (p, q) = in1.shape, in2.shape
+    if mode == "full":
+        out = full
+    elif mode == "valid":
+        out = full[p - 1 : m, q - 1 : n]
+    else:  # "same": in1's shape, centred in the full result
+        r0, c0 = (p - 1) // 2, (q - 1) // 2
+        if not flip:
+            r0, c0 = p - 1 - r0, q - 1 - c0
+        out = full[r0 : r0 + m, c0 : c0 + n]
+    if swapped and not flip:
+        out = out[::-1, ::-1]
+    return out
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """``scipy.signal.convolve2d`` in float64 (complex128 for complex inputs)."""
+    return _signal(in1, in2, mode, boundary, fillvalue, flip=True)
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """``scipy.signal.correlate2d`` in float64 (complex128 for complex inputs)."""
+    return _signal(in1, in2, mode, boundary, fillvalue, flip=False)
