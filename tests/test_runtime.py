@@ -306,8 +306,18 @@ def test_gil_released_during_other_calls(what):
         def call():
             convrs.col2im(cols, (128, 128), 3, padding=1)
     else:
-        img = np.random.default_rng(3).standard_normal((1024, 1024))
+        # Grow the image until one call lasts long enough to observe (the planar kernel
+        # may be very fast).
         k = np.ones((15, 15))
+        rows = 256
+        while True:
+            img = np.random.default_rng(3).standard_normal((rows, 1024))
+            start = time.perf_counter()
+            convrs.convolve2d(img, k, "same")
+            took = time.perf_counter() - start
+            if took >= 0.15 or rows >= 2**14:
+                break
+            rows = min(int(rows * min(max(0.2 / max(took, 1e-6), 2), 16)), 2**14)
 
         def call():
             convrs.convolve2d(img, k, "same")
