@@ -400,6 +400,48 @@ def test_os_fork_in_subprocess():
     assert r.stdout.strip() == "ok"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_rebuilds_the_pool():
+    """Forks while another thread keeps changing the thread count (so the worker pool is
+    rebuilt under its lock): no child may inherit the lock held and hang."""
+    code = """
+        import os, signal, threading, numpy as np, convrs
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 16, 48, 48)).astype(np.float32)
+        w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+        expected = convrs.conv2d(x, w, padding=1)
+        stop = threading.Event()
+
+        def busy():
+            i = 0
+            while not stop.is_set():
+                convrs.set_num_threads(2 + i % 2)
+                i += 1
+                convrs.conv2d(x, w, padding=1)
+
+        t = threading.Thread(target=busy)
+        t.start()
+        failures = []
+        for _ in range(150):
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(5)  # a hung child dies instead of blocking the test
+                convrs.set_num_threads(2)
+                ok = np.array_equal(convrs.conv2d(x, w, padding=1), expected)
+                os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                failures.append(status)
+                break
+        stop.set()
+        t.join()
+        print("failures", failures)
+    """
+    r = run_python(code, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "failures []", r.stdout
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_interpreter_exits_cleanly_during_a_call(threads):
     """The main thread returns while a daemon thread is inside a long conv2d call."""

@@ -8,6 +8,9 @@ use super::arrays::{empty, shape_of, typed};
 use crate::geometry::{Padding, Window, WindowArgs};
 use crate::workspace::checked_product;
 
+/// `(kernel_size, dilation, padding, stride)` as the Python layer passes them.
+type WinArgs = ((i64, i64), (i64, i64), (i64, i64), (i64, i64));
+
 fn window(
     kernel: (i64, i64),
     dilation: (i64, i64),
@@ -40,7 +43,7 @@ pub fn im2col<'py>(
     fn run<'py, T: Element + Copy + Default + Send + Sync>(
         py: Python<'py>,
         input: &Bound<'py, PyAny>,
-        win_args: ((i64, i64), (i64, i64), (i64, i64), (i64, i64)),
+        win_args: WinArgs,
     ) -> PyResult<Bound<'py, PyAny>> {
         let x = typed::<T>(input, "input")?;
         let [n, c, h, w] = shape_of::<4, T>(&x, "input")?;
@@ -92,7 +95,7 @@ pub fn col2im<'py>(
         py: Python<'py>,
         cols: &Bound<'py, PyAny>,
         output_size: (i64, i64),
-        win_args: ((i64, i64), (i64, i64), (i64, i64), (i64, i64)),
+        win_args: WinArgs,
     ) -> PyResult<Bound<'py, PyAny>> {
         let x = typed::<T>(cols, "cols")?;
         let [n, rows, l] = shape_of::<3, T>(&x, "cols")?;
