@@ -40,28 +40,38 @@ pub struct ConvGeometry {
 /// two of them far from overflow.
 const MAX_EXTENT: i64 = 1 << 31;
 
-fn positive(v: i64, name: &str) -> Result<usize> {
-    if (1..=MAX_EXTENT).contains(&v) {
-        Ok(v as usize)
+fn in_range(v: i64, min: i64, name: &str) -> Result<usize> {
+    if v < min {
+        value_error(format!("{name} must be >= {min}, got {v}"))
+    } else if v > MAX_EXTENT {
+        value_error(format!("{name} must be at most {MAX_EXTENT}, got {v}"))
     } else {
-        value_error(format!("{name} must be >= 1, got {v}"))
+        Ok(v as usize)
     }
+}
+
+fn positive(v: i64, name: &str) -> Result<usize> {
+    in_range(v, 1, name)
 }
 
 fn non_negative(v: i64, name: &str) -> Result<usize> {
-    if (0..=MAX_EXTENT).contains(&v) {
-        Ok(v as usize)
-    } else {
-        value_error(format!("{name} must be >= 0, got {v}"))
-    }
+    in_range(v, 0, name)
 }
 
-/// Output length along one axis, or a `ValueError` when the kernel does not fit.
-fn out_len(len: usize, pad: usize, k_eff: usize, stride: usize, axis: &str) -> Result<usize> {
+/// Output length along one axis, or a `ValueError` naming the kernel when it does not fit.
+fn out_len(
+    len: usize,
+    pad: usize,
+    k_eff: usize,
+    stride: usize,
+    axis: &str,
+    kernel_name: &str,
+) -> Result<usize> {
     let padded = len + pad;
     if padded < k_eff {
         return value_error(format!(
-            "the dilated kernel ({k_eff}) is larger than the padded input ({padded}) along {axis}"
+            "the {kernel_name} {axis} ({k_eff} after dilation) is larger than the padded \
+             input {axis} ({padded})"
         ));
     }
     Ok((padded - k_eff) / stride + 1)
@@ -122,8 +132,16 @@ impl WindowArgs {
                 [t, b, l, r]
             }
         };
-        let h_out = out_len(h, pad[0] + pad[1], kh_eff, sh, "height")?;
-        let w_out = out_len(w, pad[2] + pad[3], kw_eff, sw, "width")?;
+        let (h_out, w_out) = if self.padding == Padding::Same {
+            // ceil(len / stride) by definition. Equal to the formula below whenever len > 0;
+            // an empty axis has no rows to keep (the formula would give one row of padding).
+            (h.div_ceil(sh), w.div_ceil(sw))
+        } else {
+            (
+                out_len(h, pad[0] + pad[1], kh_eff, sh, "height", kernel_name)?,
+                out_len(w, pad[2] + pad[3], kw_eff, sw, "width", kernel_name)?,
+            )
+        };
         Ok(Window {
             kh,
             kw,
@@ -237,6 +255,13 @@ mod tests {
         assert_eq!(same_padding(4, 4, 1), (1, 2));
         // H=6, k=1, s=4: out 2, needed (1*4+1-6) < 0 -> 0
         assert_eq!(same_padding(6, 1, 4), (0, 0));
+    }
+
+    #[test]
+    fn same_keeps_empty_axes_empty() {
+        let g = ConvGeometry::new([1, 2, 0, 5], [3, 2, 3, 3], [1, 2], Padding::Same, [1, 1], 1)
+            .unwrap();
+        assert_eq!((g.h_out, g.w_out), (0, 3));
     }
 
     #[test]

@@ -71,8 +71,46 @@ pub fn set_num_threads(n: i64) -> Result<()> {
     Ok(())
 }
 
+/// Makes `fork()` wait until no thread holds `POOL`. Without it, a fork while another
+/// thread is (re)building the pool leaves the child a `POOL` locked by a thread that does
+/// not exist there, and the child's first multi-threaded call blocks forever.
+#[cfg(unix)]
+mod fork_guard {
+    use std::cell::RefCell;
+    use std::sync::{MutexGuard, Once};
+
+    use super::{Pool, POOL};
+
+    thread_local! {
+        /// The lock taken by `prepare`, on the forking thread (and its copy in the child).
+        static HELD: RefCell<Option<MutexGuard<'static, Option<Pool>>>> =
+            const { RefCell::new(None) };
+    }
+
+    extern "C" fn prepare() {
+        let guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        HELD.with(|h| *h.borrow_mut() = Some(guard));
+    }
+
+    extern "C" fn release() {
+        HELD.with(|h| drop(h.borrow_mut().take()));
+    }
+
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: the handlers are functions of this library, which stays loaded for
+            // the life of the process; they only lock and unlock `POOL`, and `prepare` runs
+            // on a thread that cannot hold it (callers of `pool` never fork inside it).
+            unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+        });
+    }
+}
+
 /// The pool for `threads` workers, created on first use and again after `fork()`.
 fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    #[cfg(unix)]
+    fork_guard::install();
     let pid = std::process::id();
     let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = slot.as_ref() {

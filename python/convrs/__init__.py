@@ -6,8 +6,8 @@
 - :func:`get_num_threads`, :func:`set_num_threads`, :func:`simd_level`: the runtime.
 """
 
-from ._core import __version__, get_num_threads, set_num_threads, simd_level
 from ._conv import col2im, conv2d, im2col
+from ._core import __version__, get_num_threads, set_num_threads, simd_level
 from ._signal import convolve2d, correlate2d
 
 __all__ = [

@@ -4,7 +4,7 @@ the int / pair / padding forms. Values are validated once, in the Rust core."""
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -16,7 +16,10 @@ def as_array(value: Any, name: str) -> np.ndarray:
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} must be array-like: {exc}") from None
+        # Keep numpy's class: a ragged nested list is a bad shape (ValueError), an object
+        # numpy cannot convert is a bad type (TypeError).
+        cls = ValueError if isinstance(exc, ValueError) else TypeError
+        raise cls(f"{name} must be array-like: {exc}") from None
 
 
 def float_result_type(arrays: dict[str, np.ndarray | None]) -> np.dtype:
@@ -35,6 +38,10 @@ def float_result_type(arrays: dict[str, np.ndarray | None]) -> np.dtype:
     return dtype
 
 
+@overload
+def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray: ...
+@overload
+def contiguous(a: None, dtype: np.dtype) -> None: ...
 def contiguous(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     """A C-contiguous, native-order array of ``dtype`` (no copy when ``a`` already is one)."""
     return None if a is None else np.ascontiguousarray(a, dtype=dtype)
@@ -72,9 +79,15 @@ def padding(value: Any) -> tuple[int, int, int, int] | str:
                 "padding must be an int, a pair (ph, pw), a pair of pairs "
                 f"((top, bottom), (left, right)), 'valid' or 'same'; got {value!r}"
             )
-        if all(isinstance(v, (tuple, list)) for v in value):
+        nested = [isinstance(v, (tuple, list)) for v in value]
+        if all(nested):
             (t, b), (l, r) = (pair(v, "padding") for v in value)
             return t, b, l, r
+        if any(nested):
+            raise ValueError(
+                "padding must be a pair (ph, pw) or a pair of pairs ((top, bottom), "
+                f"(left, right)), not a mix of both; got {value!r}"
+            )
         ph, pw = pair(value, "padding")
         return ph, ph, pw, pw
     p = integer(value, "padding")

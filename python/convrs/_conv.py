@@ -73,8 +73,10 @@ def conv2d(
     if out is not None:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        for name, arg in (("input", input), ("weight", weight), ("bias", bias)):
-            if isinstance(arg, np.ndarray) and np.shares_memory(out, arg):
+        # The arrays as converted, not as given: a memoryview or other buffer of ``out``'s
+        # memory is an alias too.
+        for name, arg in (("input", x), ("weight", w), ("bias", b)):
+            if arg is not None and np.shares_memory(out, arg):
                 raise ValueError(f"out shares memory with {name}")
         if out.ndim != x.ndim:
             raise ValueError(f"out must be {x.ndim}-D like the result; got shape {out.shape}")

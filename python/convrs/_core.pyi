@@ -4,6 +4,17 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "__version__",
+    "col2im",
+    "conv2d",
+    "filter2d",
+    "get_num_threads",
+    "im2col",
+    "set_num_threads",
+    "simd_level",
+]
+
 __version__: str
 
 def conv2d(

@@ -10,7 +10,7 @@ pub fn typed<'py, T: Element>(
     arr: &Bound<'py, PyAny>,
     what: &str,
 ) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
-    arr.cast::<PyArrayDyn<T>>().map(|a| a.clone()).map_err(|_| {
+    arr.cast::<PyArrayDyn<T>>().cloned().map_err(|_| {
         let dtype = arr
             .cast::<PyUntypedArray>()
             .map(|a| a.dtype().to_string())

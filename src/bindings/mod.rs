@@ -23,6 +23,12 @@ pub(crate) fn to_pyerr(e: ConvError) -> PyErr {
 
 /// Runs `f` with the GIL released. A panic is a bug in convrs; it surfaces as a
 /// `RuntimeError` instead of unwinding into Python.
+///
+/// A daemon thread whose computation ends while the interpreter finalizes needs nothing
+/// here: CPython < 3.14 would `pthread_exit` it inside `PyEval_RestoreThread`, but
+/// pyo3-ffi's wrapper of that call parks such a thread for good instead of letting the
+/// forced unwind run our destructors without the GIL (checked by
+/// `tests/test_runtime.py::test_interpreter_exits_cleanly_*`).
 pub(crate) fn detached<F>(py: Python<'_>, f: F) -> PyResult<()>
 where
     F: FnOnce() -> crate::error::Result<()> + Send,

@@ -8,6 +8,9 @@ use super::arrays::{empty, shape_of, typed};
 use crate::geometry::{Padding, Window, WindowArgs};
 use crate::workspace::checked_product;
 
+/// `(kernel_size, dilation, padding, stride)` as the Python layer passes them.
+type WinArgs = ((i64, i64), (i64, i64), (i64, i64), (i64, i64));
+
 fn window(
     kernel: (i64, i64),
     dilation: (i64, i64),
@@ -40,7 +43,7 @@ pub fn im2col<'py>(
     fn run<'py, T: Element + Copy + Default + Send + Sync>(
         py: Python<'py>,
         input: &Bound<'py, PyAny>,
-        win_args: ((i64, i64), (i64, i64), (i64, i64), (i64, i64)),
+        win_args: WinArgs,
     ) -> PyResult<Bound<'py, PyAny>> {
         let x = typed::<T>(input, "input")?;
         let [n, c, h, w] = shape_of::<4, T>(&x, "input")?;
@@ -92,7 +95,7 @@ pub fn col2im<'py>(
         py: Python<'py>,
         cols: &Bound<'py, PyAny>,
         output_size: (i64, i64),
-        win_args: ((i64, i64), (i64, i64), (i64, i64), (i64, i64)),
+        win_args: WinArgs,
     ) -> PyResult<Bound<'py, PyAny>> {
         let x = typed::<T>(cols, "cols")?;
         let [n, rows, l] = shape_of::<3, T>(&x, "cols")?;
@@ -109,13 +112,14 @@ pub fn col2im<'py>(
                 "cols.shape[1] ({rows}) must be divisible by the product of kernel_size ({taps})"
             )));
         }
-        if l != win.h_out * win.w_out {
+        // Checked: a huge output_size must not wrap around to a matching block count.
+        let blocks = checked_product(&[win.h_out, win.w_out], "col2im output_size")
+            .map_err(super::to_pyerr)?;
+        if l != blocks {
             return Err(PyValueError::new_err(format!(
-                "cols.shape[2] ({l}) must equal the number of sliding blocks ({} x {} = {}) for \
-                 output_size={output_size:?}",
-                win.h_out,
-                win.w_out,
-                win.h_out * win.w_out
+                "cols.shape[2] ({l}) must equal the number of sliding blocks ({} x {} = \
+                 {blocks}) for output_size={output_size:?}",
+                win.h_out, win.w_out,
             )));
         }
         let c = rows / taps;
