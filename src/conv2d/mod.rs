@@ -47,10 +47,23 @@ fn choose(g: &ConvGeometry, algo: Algorithm) -> Path {
         Algorithm::Direct | Algorithm::Auto if depthwise::applies(g) => Path::Depthwise,
         Algorithm::Direct => Path::Direct,
         Algorithm::Im2col => Path::Im2col,
+        // The direct algorithm's band spans the whole dilated kernel; when that extent
+        // dwarfs both the input and the output (huge dilations), im2col's per-tile panel
+        // is the only bounded workspace.
+        Algorithm::Auto if direct_band_is_disproportionate(g) => Path::Im2col,
         // The direct algorithm reads 1×1 unit-stride inputs in place and every other shape
         // from a padded band copied once; im2col copies each input kh·kw times.
         Algorithm::Auto => Path::Direct,
     }
+}
+
+/// Whether the direct algorithm's padded band would be far larger than the input and
+/// output it serves: its rows are `w_out + dw·(kw−1)/sw` long and a band carries
+/// `dh·(kh−1)/sh` halo rows, both unbounded in the dilation.
+fn direct_band_is_disproportionate(g: &ConvGeometry) -> bool {
+    let pitch = g.w_out + g.dw * (g.kw - 1) / g.sw;
+    let halo_rows = g.dh * (g.kh - 1) / g.sh;
+    pitch > 4 * (g.w + g.w_out) + 256 || halo_rows > 4 * (g.h + g.h_out) + 256
 }
 
 /// Computes `y = conv2d(x, w) + bias` on contiguous NCHW `x`, OIHW `w` and NCHW `y`.
