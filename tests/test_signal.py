@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import warnings
 
-import convrs
 import numpy as np
 import pytest
 import scipy.signal as ss
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import convrs
 
 FUNCS = [(convrs.convolve2d, ss.convolve2d), (convrs.correlate2d, ss.correlate2d)]
 MODES = ["full", "same", "valid"]
