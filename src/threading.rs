@@ -107,14 +107,16 @@ mod fork_guard {
     }
 }
 
-/// The pool for `threads` workers, created on first use and again after `fork()`.
+/// A pool of at least `threads` workers, created on first use, again after `fork()`, and
+/// grown (never shrunk) when a call needs more workers than it has: calls that use fewer
+/// threads share it, so alternating thread counts never rebuild it.
 fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     #[cfg(unix)]
     fork_guard::install();
     let pid = std::process::id();
     let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = slot.as_ref() {
-        if p.pid == pid && p.threads == threads {
+        if p.pid == pid && p.threads >= threads {
             return Ok(p.pool.clone());
         }
     }
@@ -150,11 +152,25 @@ where
         return (0..n_tasks).try_for_each(task);
     }
     let pool = pool(threads)?;
+    // Exactly `threads` workers claim tasks in order from a shared counter, so a call
+    // never uses more threads than asked even when the pool is larger, and a worker that
+    // was preempted simply claims fewer tasks.
+    let next = AtomicUsize::new(0);
     pool.install(|| {
-        (0..n_tasks)
+        (0..threads)
             .into_par_iter()
             .with_max_len(1)
-            .try_for_each(&task)
+            .try_for_each(|_| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n_tasks {
+                    return Ok(());
+                }
+                if let Err(e) = task(i) {
+                    // Stop the other workers from claiming more.
+                    next.store(n_tasks, Ordering::Relaxed);
+                    return Err(e);
+                }
+            })
     })
 }
 
@@ -230,6 +246,22 @@ mod tests {
             })
             .unwrap();
             assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn a_call_never_uses_more_threads_than_asked() {
+        for_each_task(8, 3, |_| Ok(())).unwrap(); // the pool now has at least 3 workers
+        for threads in [2, 3] {
+            let ids = Mutex::new(std::collections::HashSet::new());
+            for_each_task(64, threads, |_| {
+                ids.lock().unwrap().insert(std::thread::current().id());
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Ok(())
+            })
+            .unwrap();
+            let used = ids.lock().unwrap().len();
+            assert!((1..=threads).contains(&used), "{used} threads for {threads}");
         }
     }
 
