@@ -29,7 +29,8 @@ pub fn safe<'a, T: FftFloat>(
     points: usize,
 ) -> bool {
     let l1 = kernel.into_iter().fold(T::zero(), |a, &v| a + v.abs());
-    if !(l1 <= T::MAX) {
+    let finite = l1 <= T::MAX; // false for NaN and infinity
+    if !finite {
         return false;
     }
     let bound = T::from_usize(4 * points).unwrap_or_else(T::one) * (l1 + T::one());
