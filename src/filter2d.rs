@@ -6,6 +6,10 @@
 //! The padded copy is built per band of a few output rows, small enough to stay in cache
 //! while the kernel reads it, so the copy costs no extra memory traffic and the workspace
 //! is bounded whatever the image size.
+//!
+//! Float dtypes with large kernels take the FFT path instead (`fft`: overlap-save on
+//! tiles padded by the same `Layout::pad_block`; `spectral`: the tile transform;
+//! `tiling`: tile sizes and the measured crossover). Integers never do.
 
 mod fft;
 mod spectral;
