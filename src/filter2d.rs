@@ -6,6 +6,16 @@
 //! The padded copy is built per band of a few output rows, small enough to stay in cache
 //! while the kernel reads it, so the copy costs no extra memory traffic and the workspace
 //! is bounded whatever the image size.
+//!
+//! Float dtypes with large kernels take the FFT path instead (`fft`: overlap-save on
+//! tiles padded by the same `Layout::pad_block`; `spectral`: the tile transform;
+//! `tiling`: tile sizes and the measured crossover). Integers never do.
+
+mod fft;
+mod spectral;
+mod tiling;
+
+pub use spectral::FftFloat;
 
 use crate::error::{value_error, Result};
 use crate::kernels::planar::{PlanarElem, PlanarFn, Plane, PlaneMut};
@@ -142,7 +152,7 @@ impl Layout {
     }
 
     /// Fills `dst` with the padded input that output rows `p0..p0 + rows`, columns
-    /// `q0..q0 + cols` read: `rows + kh - 1` rows of `cols + kw - 1` elements.
+    /// `q0..q0 + cols` read: `rows + kh - 1` rows of `cols + kw - 1` elements, `ld` apart.
     #[allow(clippy::too_many_arguments)]
     fn pad_block<T: Copy>(
         &self,
@@ -153,10 +163,10 @@ impl Layout {
         q0: usize,
         cols: usize,
         dst: &mut [T],
+        ld: usize,
     ) {
         let (h, w) = (self.s1[0], self.s1[1]);
         let wb = cols + self.s2[1] - 1;
-        let ld = pitch::<T>(wb);
         // Padded columns `lo..hi` come straight from one input row.
         let lo = self.left.saturating_sub(q0).min(wb);
         let hi = (self.left + w).saturating_sub(q0).min(wb).max(lo);
@@ -214,7 +224,7 @@ impl Layout {
                 }
                 let wb = cols + kw - 1;
                 let ld = pitch::<T>(wb);
-                self.pad_block(src, fill, pa, n, q0, cols, scratch);
+                self.pad_block(src, fill, pa, n, q0, cols, scratch, ld);
                 func(
                     Plane {
                         data: &scratch[..(n + kh - 1) * ld],
@@ -393,19 +403,43 @@ impl Filter2d {
         )
     }
 
-    /// The complex counterpart of [`Filter2d::real`] on interleaved `(re, im)` pairs:
-    /// `(a + ib)⋆(c + id) = (a⋆c − b⋆d) + i(a⋆d + b⋆c)`, four real planar correlations.
-    pub fn complex<T>(
+    /// [`Filter2d::real`] for float dtypes: large kernels on large enough images go
+    /// through the FFT (see `tiling::choose`), with an error relative to the output's
+    /// scale rather than exact per element.
+    pub fn float<T: FftFloat>(
+        &self,
+        in1: &[T],
+        in2: &[T],
+        fill: T,
+        out: &mut [T],
+        level: SimdLevel,
+    ) -> Result<()> {
+        if let (Some(l), Some(grid)) = (self.layout(out.len())?, self.fft_grid::<T>(false, level)) {
+            let values = in1.iter().chain(std::iter::once(&fill));
+            if fft::safe(values, in2, grid.n[0] * grid.n[1]) {
+                return l.real_fft(grid, in1, fill, &flipped(in2, self.flip), out, level);
+            }
+        }
+        self.real(in1, in2, fill, out, level)
+    }
+
+    /// The FFT tiling for this problem, or `None` when the direct kernel is faster.
+    fn fft_grid<T>(&self, complex: bool, level: SimdLevel) -> Option<tiling::Grid> {
+        let [ho, wo] = self.output_shape().ok()?;
+        tiling::choose([ho, wo], self.s2, size_of::<T>() == 8, complex, level)
+    }
+
+    /// The complex counterpart of [`Filter2d::float`] on interleaved `(re, im)` pairs:
+    /// `(a + ib)⋆(c + id) = (a⋆c − b⋆d) + i(a⋆d + b⋆c)`, four real planar correlations,
+    /// or one complex FFT correlation for large kernels.
+    pub fn complex<T: FftFloat>(
         &self,
         in1: &[T],
         in2: &[T],
         fill: (T, T),
         out: &mut [T],
         level: SimdLevel,
-    ) -> Result<()>
-    where
-        T: PlanarElem + std::ops::Add<Output = T> + std::ops::Sub<Output = T>,
-    {
+    ) -> Result<()> {
         let Some(l) = self.layout(out.len() / 2)? else {
             out.fill(T::default());
             return Ok(());
@@ -415,6 +449,12 @@ impl Filter2d {
         let (re1, im1) = (split(in1, 0), split(in1, 1));
         let kre = flipped(&split(in2, 0), self.flip);
         let kim = flipped(&split(in2, 1), self.flip);
+        if let Some(grid) = self.fft_grid::<T>(true, level) {
+            let values = in1.iter().chain([&fill.0, &fill.1]);
+            if fft::safe(values, in2, grid.n[0] * grid.n[1]) {
+                return l.complex_fft(grid, (&re1, &im1), fill, (&kre, &kim), out, level);
+            }
+        }
         let func = T::planar_kernel(level);
         let shared = SharedOut::new(out);
         let kh = self.s2[0];

@@ -347,3 +347,118 @@ def test_large_image_many_bands(dtype):
     k = random_array(rng, (7, 9), dtype)
     for f, g in FUNCS:
         check(f, g, a, k, "same", "symm")
+
+
+# --- FFT path (float dtypes, large kernels) ------------------------------------------
+# Kernels from about 13x13 up on images a few times larger go through the FFT
+# (src/filter2d/tiling.rs; its tests check that the shapes below take that path). The
+# error is bounded relative to the output's magnitude, not per element.
+
+def assert_close_to_max(got, want):
+    """Same dtype and shape; |got - want| <= 64 eps max|want| (no relative term, so
+    near-zero outputs are held to the same absolute bound)."""
+    assert got.dtype == want.dtype and got.shape == want.shape
+    ref = want.astype(np.complex128 if want.dtype.kind == "c" else np.float64)
+    scale = float(np.abs(ref).max(initial=0))
+    err = float(np.abs(got - ref).max(initial=0))
+    assert err <= tolerance(want.dtype) * scale, (err, scale)
+
+
+def reference(g, a, k, *args):
+    """SciPy's direct result computed in float64 / complex128, cast to the input dtype."""
+    wide = np.complex128 if a.dtype.kind == "c" else np.float64
+    return g(a.astype(wide), k.astype(wide), *args)
+
+
+FFT_DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
+
+
+@pytest.mark.parametrize("dtype", FFT_DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("fi", [0, 1])
+def test_fft_path_every_mode_and_boundary(dtype, mode, boundary, fi):
+    rng = np.random.default_rng(21)
+    a = random_array(rng, (150, 170), dtype)
+    k = random_array(rng, (21, 19), dtype)
+    f, g = FUNCS[fi]
+    fill = a.flat[3]
+    got = f(a, k, mode, boundary, fill)
+    want = reference(g, a, k, mode, boundary, fill)
+    assert_close_to_max(got, want.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", FFT_DTYPES)
+@pytest.mark.parametrize(("shape", "kshape", "mode", "boundary"), [
+    ((700, 530), (33, 29), "same", "symm"),   # several tiles, remainders on both axes
+    ((611, 389), (25, 40), "full", "wrap"),
+    ((389, 611), (40, 25), "valid", "fill"),
+])
+def test_fft_path_many_tiles_with_remainders(dtype, shape, kshape, mode, boundary):
+    rng = np.random.default_rng(5)
+    a = random_array(rng, shape, dtype)
+    k = random_array(rng, kshape, dtype)
+    for f, g in FUNCS:
+        assert_close_to_max(f(a, k, mode, boundary), reference(g, a, k, mode, boundary).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ksize", [9, 11, 13, 15, 17, 23])
+def test_kernels_around_the_crossover(dtype, ksize):
+    """Just below (direct) and above (FFT) the crossover: both within the bound."""
+    rng = np.random.default_rng(ksize)
+    a = random_array(rng, (256, 256), dtype)
+    k = random_array(rng, (ksize, ksize), dtype)
+    for f, g in FUNCS:
+        assert_close_to_max(f(a, k, "same"), reference(g, a, k, "same").astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fft_error_is_relative_to_output_magnitude(dtype):
+    """Outputs spanning many magnitudes, and a zero-sum kernel on a near-constant image
+    (outputs near zero): the error bound is 64 eps max|y|, nothing per element."""
+    rng = np.random.default_rng(3)
+    a = (1000.0 + rng.standard_normal((300, 280))).astype(dtype)
+    k = rng.standard_normal((31, 31))
+    k -= k.mean()
+    k = k.astype(dtype)
+    got = convrs.convolve2d(a, k, "valid")
+    want = reference(ss.convolve2d, a, k, "valid")
+    ref_scale = float(np.abs(a).max()) * float(np.abs(k).sum())
+    err = float(np.abs(got - want).max())
+    # Cancellation makes max|y| small; the error stays at eps times the sum's scale.
+    assert err <= 64 * float(np.finfo(dtype).eps) * max(ref_scale, 1.0), (err, ref_scale)
+    b = random_array(rng, (300, 280), dtype) * np.logspace(-3, 3, 280).astype(dtype)
+    assert_close_to_max(convrs.convolve2d(b, k, "same"),
+                        reference(ss.convolve2d, b, k, "same").astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, "huge"])
+def test_non_finite_or_huge_values_stay_local(dtype, bad):
+    """NaN/inf would spread over a whole FFT tile and huge values could overflow the
+    spectrum: those inputs take the direct kernel, so NaN/inf stay where SciPy has them."""
+    rng = np.random.default_rng(8)
+    a = random_array(rng, (160, 150), dtype)
+    k = random_array(rng, (21, 21), dtype)
+    if bad == "huge":
+        a[40, 50] = np.finfo(np.dtype(dtype)).max / 4
+    else:
+        a[40, 50] = bad
+    for f, g in FUNCS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = g(a, k, "same")
+        got = f(a, k, "same")
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        assert_matches(got, want, a, k)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.int64])
+def test_integers_never_take_the_fft_path(dtype):
+    """Large kernels on integers: bit-exact wrap-around, as SciPy computes them."""
+    rng = np.random.default_rng(4)
+    a = random_array(rng, (200, 190), dtype)
+    k = random_array(rng, (31, 31), dtype)
+    for f, g in FUNCS:
+        np.testing.assert_array_equal(f(a, k, "same"), g(a, k, "same"))

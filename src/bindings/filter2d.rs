@@ -5,8 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::arrays::{empty, shape_of, typed};
-use crate::filter2d::{Boundary, Filter2d, Mode};
-use crate::kernels::planar::PlanarElem;
+use crate::filter2d::{Boundary, FftFloat, Filter2d, Mode};
 use crate::simd::SimdLevel;
 
 /// `convolve2d` (`flip=True`) or `correlate2d` (`flip=False`) of two C-contiguous 2-D
@@ -39,7 +38,14 @@ pub fn filter2d<'py>(
             }
         )*};
     }
-    try_types!(f32, f64, i8, i16, i32, i64, u8, u16, u32, u64);
+    try_types!(i8, i16, i32, i64, u8, u16, u32, u64);
+    // Float dtypes may take the FFT path for large kernels; integers never do.
+    if typed::<f32>(in1, "in1").is_ok() {
+        return call.run::<f32>(py, |p, x, k, fill, y, level| p.float(x, k, fill, y, level));
+    }
+    if typed::<f64>(in1, "in1").is_ok() {
+        return call.run::<f64>(py, |p, x, k, fill, y, level| p.float(x, k, fill, y, level));
+    }
     if typed::<Complex32>(in1, "in1").is_ok() {
         return call.run::<Complex32>(py, complex::<Complex32>);
     }
@@ -106,7 +112,7 @@ impl<'py> Call<'_, 'py> {
 
 /// Complex element types seen as interleaved pairs of their real type.
 trait Interleaved: Element + Copy {
-    type Real: PlanarElem + std::ops::Add<Output = Self::Real> + std::ops::Sub<Output = Self::Real>;
+    type Real: FftFloat;
     fn parts(self) -> (Self::Real, Self::Real);
 }
 
