@@ -261,7 +261,10 @@ mod tests {
             })
             .unwrap();
             let used = ids.lock().unwrap().len();
-            assert!((1..=threads).contains(&used), "{used} threads for {threads}");
+            assert!(
+                (1..=threads).contains(&used),
+                "{used} threads for {threads}"
+            );
         }
     }
 
