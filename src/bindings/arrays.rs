@@ -5,6 +5,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+/// Whether `arr` is an array of element type `T`. Dispatch uses this rather than
+/// [`typed`], whose error message (formatting the dtype) would cost microseconds per miss.
+pub fn has_dtype<T: Element>(arr: &Bound<'_, PyAny>) -> bool {
+    arr.cast::<PyArrayDyn<T>>().is_ok()
+}
+
 /// `arr` as a typed array, or a `TypeError` naming `what`.
 pub fn typed<'py, T: Element>(
     arr: &Bound<'py, PyAny>,

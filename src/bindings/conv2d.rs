@@ -4,7 +4,7 @@ use numpy::{Element, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::arrays::{result, shape_of, typed};
+use super::arrays::{has_dtype, result, shape_of, typed};
 use crate::conv2d::Algorithm;
 use crate::geometry::{ConvGeometry, Padding};
 use crate::kernels::ConvFloat;
@@ -54,9 +54,9 @@ pub fn conv2d<'py>(
         groups,
         algorithm,
     };
-    if typed::<f32>(input, "input").is_ok() {
+    if has_dtype::<f32>(input) {
         typed_conv2d::<f32>(py, input, weight, bias, &args, out)
-    } else if typed::<f64>(input, "input").is_ok() {
+    } else if has_dtype::<f64>(input) {
         typed_conv2d::<f64>(py, input, weight, bias, &args, out)
     } else {
         Err(PyTypeError::new_err(

@@ -4,7 +4,7 @@ use numpy::{Complex32, Complex64, Element, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::arrays::{empty, shape_of, typed};
+use super::arrays::{empty, has_dtype, shape_of, typed};
 use crate::filter2d::{Boundary, FftFloat, Filter2d, Mode};
 use crate::simd::SimdLevel;
 
@@ -33,23 +33,23 @@ pub fn filter2d<'py>(
     };
     macro_rules! try_types {
         ($($t:ty),*) => {$(
-            if typed::<$t>(in1, "in1").is_ok() {
+            if has_dtype::<$t>(in1) {
                 return call.run::<$t>(py, |p, x, k, fill, y, level| p.real(x, k, fill, y, level));
             }
         )*};
     }
     try_types!(i8, i16, i32, i64, u8, u16, u32, u64);
     // Float dtypes may take the FFT path for large kernels; integers never do.
-    if typed::<f32>(in1, "in1").is_ok() {
+    if has_dtype::<f32>(in1) {
         return call.run::<f32>(py, |p, x, k, fill, y, level| p.float(x, k, fill, y, level));
     }
-    if typed::<f64>(in1, "in1").is_ok() {
+    if has_dtype::<f64>(in1) {
         return call.run::<f64>(py, |p, x, k, fill, y, level| p.float(x, k, fill, y, level));
     }
-    if typed::<Complex32>(in1, "in1").is_ok() {
+    if has_dtype::<Complex32>(in1) {
         return call.run::<Complex32>(py, complex::<Complex32>);
     }
-    if typed::<Complex64>(in1, "in1").is_ok() {
+    if has_dtype::<Complex64>(in1) {
         return call.run::<Complex64>(py, complex::<Complex64>);
     }
     Err(PyTypeError::new_err("filter2d: unsupported dtype"))

@@ -4,7 +4,7 @@ use numpy::{Element, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::arrays::{empty, shape_of, typed};
+use super::arrays::{empty, has_dtype, shape_of, typed};
 use crate::geometry::{Padding, Window, WindowArgs};
 use crate::workspace::checked_product;
 
@@ -68,9 +68,9 @@ pub fn im2col<'py>(
         Ok(y.into_any())
     }
     let args = (kernel_size, dilation, padding, stride);
-    if typed::<f32>(input, "input").is_ok() {
+    if has_dtype::<f32>(input) {
         run::<f32>(py, input, args)
-    } else if typed::<f64>(input, "input").is_ok() {
+    } else if has_dtype::<f64>(input) {
         run::<f64>(py, input, args)
     } else {
         Err(PyTypeError::new_err(
@@ -139,9 +139,9 @@ pub fn col2im<'py>(
         Ok(y.into_any())
     }
     let args = (kernel_size, dilation, padding, stride);
-    if typed::<f32>(cols, "cols").is_ok() {
+    if has_dtype::<f32>(cols) {
         run::<f32>(py, cols, output_size, args)
-    } else if typed::<f64>(cols, "cols").is_ok() {
+    } else if has_dtype::<f64>(cols) {
         run::<f64>(py, cols, output_size, args)
     } else {
         Err(PyTypeError::new_err(
