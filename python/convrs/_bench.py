@@ -433,6 +433,11 @@ class Row:
     missing: dict[str, str] = field(default_factory=dict)
 
 
+#: Pause before each measurement so other pools' spinning workers go to sleep (OpenBLAS
+#: spins for ~2**28 cycles, about 0.07 s, after a call).
+IDLE_BETWEEN_PEERS_S = 0.2
+
+
 def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str] | None = None,
                   peers: Sequence[str] | None = None, budget_s: float = 0.5,
                   log: Callable[[str], None] | None = None) -> list[Row]:
@@ -455,6 +460,10 @@ def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str
                     continue
                 try:
                     with peer.prepare(wl, arrays, threads) as fn:
+                        # The previous peer's pool (OpenBLAS, ONNX Runtime) busy-waits
+                        # for a while after its last call; on a 2-core machine that would
+                        # steal the core this peer's second thread needs.
+                        time.sleep(IDLE_BETWEEN_PEERS_S)
                         result, first = timed(fn)  # checked, and the warm-up
                         if expected is None:
                             expected = np.asarray(result)  # convrs comes first
