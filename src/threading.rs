@@ -8,8 +8,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rayon::prelude::*;
-
 use crate::error::{ConvError, Result};
 
 /// Upper bound accepted by `set_num_threads`; far above any sane machine, low enough that
@@ -154,24 +152,35 @@ where
     let pool = pool(threads)?;
     // Exactly `threads` workers claim tasks in order from a shared counter, so a call
     // never uses more threads than asked even when the pool is larger, and a worker that
-    // was preempted simply claims fewer tasks.
+    // was preempted simply claims fewer tasks. The caller is one of the workers: only
+    // `threads - 1` pool threads need waking, which is most of the latency of a short call.
     let next = AtomicUsize::new(0);
-    pool.install(|| {
-        (0..threads)
-            .into_par_iter()
-            .with_max_len(1)
-            .try_for_each(|_| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n_tasks {
-                    return Ok(());
-                }
-                if let Err(e) = task(i) {
-                    // Stop the other workers from claiming more.
-                    next.store(n_tasks, Ordering::Relaxed);
-                    return Err(e);
-                }
-            })
-    })
+    let first_error: Mutex<Option<ConvError>> = Mutex::new(None);
+    let worker = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n_tasks {
+            return;
+        }
+        if let Err(e) = task(i) {
+            // Stop every worker from claiming more.
+            next.store(n_tasks, Ordering::Relaxed);
+            first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            return;
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| worker());
+        }
+        worker();
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// How many threads a job of `flops` floating-point operations should use: waking a

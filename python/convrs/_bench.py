@@ -257,6 +257,9 @@ def _conv_onnxruntime(wl: ConvWorkload, a: tuple[np.ndarray, ...], threads: int)
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # ORT's workers otherwise spin for work after every run, and on a 2-core machine keep
+    # stealing the core that the next measurement's second thread needs.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
