@@ -49,14 +49,16 @@ impl Mode {
 }
 
 impl Boundary {
+    /// The canonical names only: the Python layer has already resolved SciPy's aliases
+    /// (`pad`, `circular`, `symmetric`) and raised SciPy's message for unknown ones.
     pub fn parse(name: &str) -> Result<Boundary> {
         match name {
-            "fill" | "pad" => Ok(Boundary::Fill),
-            "wrap" | "circular" => Ok(Boundary::Wrap),
-            "symm" | "symmetric" => Ok(Boundary::Symm),
-            _ => value_error(
-                "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm').",
-            ),
+            "fill" => Ok(Boundary::Fill),
+            "wrap" => Ok(Boundary::Wrap),
+            "symm" => Ok(Boundary::Symm),
+            _ => value_error(format!(
+                "boundary must be 'fill', 'wrap' or 'symm'; got {name:?}"
+            )),
         }
     }
 }
