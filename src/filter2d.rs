@@ -21,7 +21,7 @@ use crate::error::{value_error, Result};
 use crate::kernels::planar::{PlanarElem, PlanarFn, Plane, PlaneMut};
 use crate::simd::SimdLevel;
 use crate::threading::{for_each_task, threads_for_work, SharedOut};
-use crate::workspace::{checked_product, try_zeroed};
+use crate::workspace::{checked_product, try_reserved, try_zeroed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -180,6 +180,18 @@ impl Layout {
             let d = &mut d[..wb];
             match source_index((p0 + i) as isize - self.top as isize, h, self.boundary) {
                 None => d.fill(fill),
+                Some(r) if wb <= 16 => {
+                    // A border strip a few columns wide: one pass per row, no call.
+                    let s = &src[r * w..(r + 1) * w];
+                    for (j, v) in d.iter_mut().enumerate() {
+                        let c = (q0 + j) as isize - self.left as isize;
+                        *v = if (lo..hi).contains(&j) {
+                            s[c as usize]
+                        } else {
+                            source_index(c, w, self.boundary).map_or(fill, |c| s[c])
+                        };
+                    }
+                }
                 Some(r) => {
                     let s = &src[r * w..(r + 1) * w];
                     if hi > lo {
@@ -196,8 +208,9 @@ impl Layout {
 
     /// Output rows `p0..p0 + rows` into `out` (`rows × wo`). The interior, where every
     /// tap lies inside `src`, is read in place; only the border is copied with padding
-    /// (into `scratch`, at least `(rows + kh - 1) · pitch(wp)` elements), so the bulk of a large
-    /// image costs no extra memory traffic.
+    /// (into `scratch`, grown to what the copies need, at most `(rows + kh - 1) ·
+    /// pitch(wp)` elements), so the bulk of a large image costs no extra memory traffic
+    /// and the scratch is not zeroed beyond the few rows and columns the border needs.
     #[allow(clippy::too_many_arguments)]
     fn correlate_rows<T: Copy>(
         &self,
@@ -208,8 +221,10 @@ impl Layout {
         p0: usize,
         rows: usize,
         out: &mut [T],
-        scratch: &mut [T],
-    ) {
+        scratch: &mut Vec<T>,
+    ) where
+        T: Default,
+    {
         let (kh, kw) = (self.s2[0], self.s2[1]);
         let (h, w) = (self.s1[0], self.s1[1]);
         let kplane = Plane {
@@ -220,16 +235,21 @@ impl Layout {
         };
         let wo = self.wo;
         let padded =
-            |scratch: &mut [T], out: &mut [T], pa: usize, n: usize, q0: usize, cols: usize| {
+            |scratch: &mut Vec<T>, out: &mut [T], pa: usize, n: usize, q0: usize, cols: usize| {
                 if n == 0 || cols == 0 {
                     return;
                 }
                 let wb = cols + kw - 1;
                 let ld = pitch::<T>(wb);
+                let len = (n + kh - 1) * ld;
+                if scratch.len() < len {
+                    // Within the capacity `for_each_band` reserved: never reallocates.
+                    scratch.resize(len, T::default());
+                }
                 self.pad_block(src, fill, pa, n, q0, cols, scratch, ld);
                 func(
                     Plane {
-                        data: &scratch[..(n + kh - 1) * ld],
+                        data: &scratch[..len],
                         rows: n + kh - 1,
                         cols: wb,
                         ld,
@@ -285,13 +305,14 @@ impl Layout {
     }
 
     /// Splits the output rows into tasks, and each task into bands whose padded copy
-    /// stays within a cache-sized budget. Each task allocates one scratch buffer of
-    /// `scratch(band_rows)` elements and calls `run(&mut scratch, p0, rows)` per band.
+    /// stays within a cache-sized budget. Each task reserves (without initialising) one
+    /// scratch buffer of `scratch(band_rows)` elements and calls `run(&mut scratch, p0,
+    /// rows)` per band; `run` may grow it up to that capacity.
     fn for_each_band<T, S, F>(&self, kernel_area: usize, scratch: S, run: F) -> Result<()>
     where
         T: Copy + Default,
         S: Fn(usize) -> usize + Sync + Send,
-        F: Fn(&mut [T], usize, usize) -> Result<()> + Sync + Send,
+        F: Fn(&mut Vec<T>, usize, usize) -> Result<()> + Sync + Send,
     {
         const BAND_BYTES: usize = 256 << 10;
         let flops = 2.0 * (self.ho * self.wo) as f64 * kernel_area as f64;
@@ -310,7 +331,7 @@ impl Layout {
         checked_product(&[scratch(band), size_of::<T>()], "band workspace")?;
         for_each_task(self.ho.div_ceil(per_task), threads, |t| {
             let (start, end) = (t * per_task, ((t + 1) * per_task).min(self.ho));
-            let mut buf = try_zeroed::<T>(scratch(band), "band workspace")?;
+            let mut buf = try_reserved::<T>(scratch(band), "band workspace")?;
             let mut p0 = start;
             while p0 < end {
                 let rows = band.min(end - p0);
@@ -396,7 +417,7 @@ impl Filter2d {
         l.for_each_band(
             kh * self.s2[1],
             |band| (band + kh - 1) * pitch::<T>(l.wp),
-            |padded: &mut [T], p0, rows| {
+            |padded: &mut Vec<T>, p0, rows| {
                 // SAFETY: this band alone writes output rows p0..p0 + rows.
                 let out_band = unsafe { shared.slice_mut(p0 * l.wo, rows * l.wo) };
                 l.correlate_rows(func, in1, fill, &kernel, p0, rows, out_band, padded);
@@ -462,13 +483,13 @@ impl Filter2d {
         let kh = self.s2[0];
         l.for_each_band(
             4 * kh * self.s2[1],
-            |band| (band + kh - 1) * pitch::<T>(l.wp) + 4 * band * l.wo,
-            |buf: &mut [T], p0, rows| {
+            |band| (band + kh - 1) * pitch::<T>(l.wp),
+            |padded: &mut Vec<T>, p0, rows| {
                 let n = rows * l.wo;
-                let (ac, rest) = buf.split_at_mut(n);
+                let mut planes = try_zeroed::<T>(4 * n, "complex band planes")?;
+                let (ac, rest) = planes.split_at_mut(n);
                 let (bd, rest) = rest.split_at_mut(n);
-                let (ad, rest) = rest.split_at_mut(n);
-                let (bc, padded) = rest.split_at_mut(n);
+                let (ad, bc) = rest.split_at_mut(n);
                 l.correlate_rows(func, &re1, fill.0, &kre, p0, rows, ac, padded);
                 l.correlate_rows(func, &im1, fill.1, &kim, p0, rows, bd, padded);
                 l.correlate_rows(func, &re1, fill.0, &kim, p0, rows, ad, padded);

@@ -5,6 +5,14 @@ use crate::error::{ConvError, Result};
 
 /// A zero-filled vector of `len` elements, or `ConvError::Memory`.
 pub fn try_zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = try_reserved(len, what)?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
+/// An empty vector with room for `len` elements, or a `MemoryError` naming `what`:
+/// for scratch that is filled only as far as it is used.
+pub fn try_reserved<T>(len: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| {
         ConvError::Memory(format!(
@@ -12,7 +20,6 @@ pub fn try_zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
             len.saturating_mul(std::mem::size_of::<T>())
         ))
     })?;
-    v.resize(len, T::default());
     Ok(v)
 }
 

@@ -147,15 +147,22 @@ pub fn choose(
     if out.contains(&0) || k.contains(&0) {
         return None;
     }
+    // Padding the input and writing the output cost the FFT path about a nanosecond per
+    // transformed point, and the tiles hold at least one point per output: kernels
+    // whose direct cost per output is below that never take it, and skip the search.
+    let per_point = if double { 1.5 } else { 1.0 };
+    let direct_per_output =
+        (k[0] * k[1]) as f64 * direct_ns(double, level) * if complex { 4.0 } else { 1.0 };
+    if direct_per_output <= per_point {
+        return None;
+    }
     let (grid, cost) = best_grid(out, k, if double { 8 } else { 4 })?;
     let points = (grid.count() * grid.n[0] * grid.n[1]) as f64;
     let one = cost / grid.count() as f64;
-    // Tiles (two real ones per transform), the kernel's spectrum, and about a nanosecond
-    // per point to pad the input and write the output.
+    // Tiles (two real ones per transform) and the kernel's spectrum.
     let tiles = if complex { cost } else { 0.5 * cost };
-    let fft = (tiles + one) * fft_ns(double, level) + points * if double { 1.5 } else { 1.0 };
-    let macs = (out[0] * out[1]) as f64 * (k[0] * k[1]) as f64;
-    let direct = macs * direct_ns(double, level) * if complex { 4.0 } else { 1.0 };
+    let fft = (tiles + one) * fft_ns(double, level) + points * per_point;
+    let direct = (out[0] * out[1]) as f64 * direct_per_output;
     (fft < direct).then_some(grid)
 }
 

@@ -159,6 +159,10 @@ mod tests {
                 (11, 50, 4, 6),
                 (9, 77, 5, 5),
                 (3, 9, 5, 2),
+                // Tails of 1 to 4 vectors for every lane count.
+                (4, 61, 3, 3),
+                (7, 29, 2, 5),
+                (3, 125, 4, 1),
             ] {
                 let (rows, cols) = (ho + kh - 1, wo + kw - 1);
                 let (ldx, ldk, ldo) = (cols + 3, kw + 1, wo + 2);
@@ -215,5 +219,57 @@ mod tests {
         check_levels::<u8>(|v| v as u8);
         check_levels::<i16>(|v| v as i16);
         check_levels::<u64>(|v| v as u64);
+    }
+}
+
+#[cfg(test)]
+mod peak {
+    use super::*;
+    /// Throughput of the float kernels (`cargo test --release -- --ignored --nocapture`):
+    /// a plane that fits in L2, and one as large as a 512 × 512 image.
+    #[test]
+    #[ignore]
+    fn planar_peak() {
+        fn run<T: PlanarElem + From<f32>>(name: &str, rows: usize, cols: usize, kk: usize) {
+            let level = crate::simd::level();
+            let f = T::planar_kernel(level);
+            let (xr, xc) = (rows + kk - 1, cols + kk - 1);
+            let x = vec![T::from(1.0); xr * xc];
+            let k = vec![T::from(0.5); kk * kk];
+            let mut out = vec![T::from(0.0); rows * cols];
+            let reps = (4e9 / (2.0 * (rows * cols * kk * kk) as f64)) as usize + 1;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                f(
+                    Plane {
+                        data: &x,
+                        rows: xr,
+                        cols: xc,
+                        ld: xc,
+                    },
+                    Plane {
+                        data: &k,
+                        rows: kk,
+                        cols: kk,
+                        ld: kk,
+                    },
+                    PlaneMut {
+                        data: &mut out,
+                        rows,
+                        cols,
+                        ld: cols,
+                    },
+                );
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            let gf = 2.0 * (rows * cols * kk * kk) as f64 / s / 1e9;
+            println!("{name} {rows}x{cols} k{kk}: {:.1} us {gf:.1} GF/s", s * 1e6);
+        }
+        for kk in [3, 5] {
+            run::<f32>("f32", 60, 256, kk);
+            run::<f32>("f32", 510, 510, kk);
+            run::<f64>("f64", 60, 128, kk);
+            run::<f64>("f64", 510, 510, kk);
+        }
     }
 }

@@ -415,20 +415,22 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
         q += step;
     }
     if q < out.cols {
-        // SAFETY: masked tail of `out.cols - q` columns.
+        // The masked tail computes only the vectors it needs: narrow planes (and the
+        // one-column border strips of `filter2d`) would otherwise pay for a full block.
+        let cols = out.cols - q;
+        // SAFETY: column q < out.cols of rows inside the plane.
+        let (x0, o0) = unsafe { (xp.add(q), op.add(q)) };
+        let (kh, kw, ldx, ldk, ldo) = (k.rows, k.cols, x.ld, k.ld, out.ld);
+        // SAFETY (all arms): masked tail of `cols < NV·LANES` columns, so the arm taken
+        // never has more than NV vectors.
         unsafe {
-            any_block::<V, R, NV, true>(
-                xp.add(q),
-                x.ld,
-                kp,
-                k.rows,
-                k.cols,
-                k.ld,
-                op.add(q),
-                out.ld,
-                out.cols - q,
-            )
-        };
+            match cols.div_ceil(V::LANES) {
+                1 => any_block::<V, R, 1, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
+                2 => any_block::<V, R, 2, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
+                3 => any_block::<V, R, 3, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
+                _ => any_block::<V, R, NV, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
+            }
+        }
     }
 }
 
@@ -448,13 +450,17 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
         unsafe { row_block::<V, RB, NV>(x, k, out, p0) };
         p0 += RB;
     }
-    match out.rows - p0 {
-        0 => {}
-        1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0) },
-        2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0) },
-        3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0) },
-        4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0) },
-        _ => unsafe { row_block::<V, 5, NV>(x, k, out, p0) },
+    while p0 < out.rows {
+        let rows = (out.rows - p0).min(6);
+        match rows {
+            1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0) },
+            2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0) },
+            3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0) },
+            4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0) },
+            5 => unsafe { row_block::<V, 5, NV>(x, k, out, p0) },
+            _ => unsafe { row_block::<V, 6, NV>(x, k, out, p0) },
+        }
+        p0 += rows;
     }
 }
 
