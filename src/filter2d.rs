@@ -261,6 +261,7 @@ impl Layout {
                         cols,
                         ld: wo,
                     },
+                    T::default(),
                 );
             };
         // Interior rows and columns: p - top >= 0 and p - top + kh <= h (likewise q).
@@ -300,6 +301,7 @@ impl Layout {
                     cols: c_hi - c_lo,
                     ld: wo,
                 },
+                T::default(),
             );
         }
     }

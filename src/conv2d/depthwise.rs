@@ -32,39 +32,49 @@ pub fn conv2d<T: ConvFloat>(
         g.w + g.pad_left + g.pad_right,
     );
     let plane_out = g.h_out * g.w_out;
+    let planes = g.n * g.c_in;
+    // A few tasks per thread; each zeroes its padded plane once: every plane then
+    // overwrites the same interior, so the zero border stays in place.
+    let tasks = if threads <= 1 {
+        1
+    } else {
+        planes.min(4 * threads)
+    };
+    let per_task = planes.div_ceil(tasks.max(1));
     let out = SharedOut::new(y);
-    for_each_task(g.n * g.c_in, threads, |t| {
-        let c = t % g.c_in;
+    for_each_task(planes.div_ceil(per_task.max(1)), threads, |task| {
         let mut padded = Scratch::<T>::zeroed(hp * wp, "padded plane")?;
-        let src = &x[t * g.h * g.w..(t + 1) * g.h * g.w];
-        for (i, row) in src.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
-            let dst = (i + g.pad_top) * wp + g.pad_left;
-            padded[dst..dst + g.w].copy_from_slice(row);
-        }
-        // SAFETY: task t alone writes output plane t.
-        let y_t = unsafe { out.slice_mut(t * plane_out, plane_out) };
-        kernel(
-            Plane {
-                data: &padded,
-                rows: hp,
-                cols: wp,
-                ld: wp,
-            },
-            Plane {
-                data: &w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw],
-                rows: g.kh,
-                cols: g.kw,
-                ld: g.kw,
-            },
-            PlaneMut {
-                data: &mut *y_t,
-                rows: g.h_out,
-                cols: g.w_out,
-                ld: g.w_out,
-            },
-        );
-        if let Some(b) = bias {
-            y_t.iter_mut().for_each(|v| *v = *v + b[c]);
+        for t in task * per_task..((task + 1) * per_task).min(planes) {
+            let c = t % g.c_in;
+            let src = &x[t * g.h * g.w..(t + 1) * g.h * g.w];
+            for (i, row) in src.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+                let dst = (i + g.pad_top) * wp + g.pad_left;
+                padded[dst..dst + g.w].copy_from_slice(row);
+            }
+            // SAFETY: plane t belongs to this task alone.
+            let y_t = unsafe { out.slice_mut(t * plane_out, plane_out) };
+            kernel(
+                Plane {
+                    data: &padded,
+                    rows: hp,
+                    cols: wp,
+                    ld: wp,
+                },
+                Plane {
+                    data: &w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw],
+                    rows: g.kh,
+                    cols: g.kw,
+                    ld: g.kw,
+                },
+                PlaneMut {
+                    data: &mut *y_t,
+                    rows: g.h_out,
+                    cols: g.w_out,
+                    ld: g.w_out,
+                },
+                // The sums start from the bias: no second pass over the output.
+                bias.map_or(T::ZERO, |b| b[c]),
+            );
         }
         Ok(())
     })

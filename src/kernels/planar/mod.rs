@@ -1,5 +1,6 @@
 //! Single-channel "valid" 2-D correlation on an already padded plane:
-//! `out[p][q] = Σ_{r<kh, s<kw} k[r][s] · x[p + r][q + s]` for `p < ho`, `q < wo`.
+//! `out[p][q] = init + Σ_{r<kh, s<kw} k[r][s] · x[p + r][q + s]` for `p < ho`, `q < wo`
+//! (`init` is depthwise conv2d's bias, zero for `correlate2d`).
 //!
 //! It serves `convolve2d`/`correlate2d` (every mode and boundary becomes a valid
 //! correlation of a padded plane) and depthwise conv2d. Integers wrap exactly as SciPy's
@@ -28,9 +29,9 @@ pub struct PlaneMut<'a, T> {
     pub ld: usize,
 }
 
-/// Signature of a planar kernel: `out = valid_correlate(x, k)`; `out` must be
+/// Signature of a planar kernel: `out = init + valid_correlate(x, k)`; `out` must be
 /// `(x.rows - k.rows + 1) × (x.cols - k.cols + 1)`.
-pub type PlanarFn<T> = fn(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>);
+pub type PlanarFn<T> = fn(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>, init: T);
 
 /// Element types of the planar kernel, with the arithmetic SciPy uses for them.
 pub trait PlanarElem: Copy + Default + Send + Sync + 'static {
@@ -137,6 +138,7 @@ mod tests {
                 cols: 1,
                 ld: 1,
             },
+            0,
         );
         assert_eq!(out[0], 188);
     }
@@ -195,6 +197,7 @@ mod tests {
                         cols: wo,
                         ld: ldo,
                     },
+                    to(3),
                 );
                 scalar::correlate_valid(
                     planes(&x),
@@ -205,6 +208,7 @@ mod tests {
                         cols: wo,
                         ld: ldo,
                     },
+                    to(3),
                 );
                 assert_eq!(got, want, "{level:?} {ho}x{wo} k{kh}x{kw}");
             }
@@ -259,6 +263,7 @@ mod peak {
                         cols,
                         ld: cols,
                     },
+                    T::from(0.0),
                 );
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;

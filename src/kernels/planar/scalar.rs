@@ -2,8 +2,13 @@
 
 use super::{check_shapes, PlanarElem, Plane, PlaneMut};
 
-pub fn correlate_valid<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
-    correlate_valid_inline(x, k, out)
+pub fn correlate_valid<T: PlanarElem>(
+    x: Plane<'_, T>,
+    k: Plane<'_, T>,
+    out: PlaneMut<'_, T>,
+    init: T,
+) {
+    correlate_valid_inline(x, k, out, init)
 }
 
 /// The body of [`correlate_valid`], inlined into the ISA-specific integer entry points so
@@ -13,6 +18,7 @@ pub fn correlate_valid_inline<T: PlanarElem>(
     x: Plane<'_, T>,
     k: Plane<'_, T>,
     out: PlaneMut<'_, T>,
+    init: T,
 ) {
     assert!(
         check_shapes(&x, &k, &out),
@@ -20,7 +26,7 @@ pub fn correlate_valid_inline<T: PlanarElem>(
     );
     for p in 0..out.rows {
         let orow = &mut out.data[p * out.ld..p * out.ld + out.cols];
-        orow.fill(T::default());
+        orow.fill(init);
         for r in 0..k.rows {
             let xrow = &x.data[(p + r) * x.ld..];
             for s in 0..k.cols {

@@ -20,7 +20,6 @@ trait Vector: Copy {
     /// Per-vector column mask (a tail of `n` valid lanes).
     type M: Copy;
     const LANES: usize;
-    unsafe fn zero() -> Self;
     unsafe fn splat(p: *const Self::E) -> Self;
     unsafe fn load(p: *const Self::E) -> Self;
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
@@ -34,7 +33,7 @@ trait Vector: Copy {
 /// functions with one signature for both ISAs: `$mask(n)`, `$mload(p, m)`,
 /// `$mstore(p, m, v)`.
 macro_rules! vector {
-    ($name:ident, $e:ty, $v:ty, $m:ty, $lanes:expr, $zero:ident, $set1:ident, $load:ident,
+    ($name:ident, $e:ty, $v:ty, $m:ty, $lanes:expr, $set1:ident, $load:ident,
      $fma:ident, $store:ident, $mask:ident, $mload:ident, $mstore:ident) => {
         #[derive(Clone, Copy)]
         struct $name($v);
@@ -43,13 +42,9 @@ macro_rules! vector {
             type M = $m;
             const LANES: usize = $lanes;
             #[inline(always)]
-            unsafe fn zero() -> Self {
-                // SAFETY: the entry point enabled this ISA (true of every method here).
-                Self(unsafe { $zero() })
-            }
-            #[inline(always)]
             unsafe fn splat(p: *const $e) -> Self {
-                // SAFETY: the caller passes a readable element.
+                // SAFETY: the caller passes a readable element; the entry point enabled
+                // this ISA (true of every method here).
                 Self(unsafe { $set1(*p) })
             }
             #[inline(always)]
@@ -134,7 +129,6 @@ vector!(
     __m512,
     __mmask16,
     16,
-    _mm512_setzero_ps,
     _mm512_set1_ps,
     _mm512_loadu_ps,
     _mm512_fmadd_ps,
@@ -149,7 +143,6 @@ vector!(
     __m512d,
     __mmask8,
     8,
-    _mm512_setzero_pd,
     _mm512_set1_pd,
     _mm512_loadu_pd,
     _mm512_fmadd_pd,
@@ -164,7 +157,6 @@ vector!(
     __m256,
     __m256i,
     8,
-    _mm256_setzero_ps,
     _mm256_set1_ps,
     _mm256_loadu_ps,
     _mm256_fmadd_ps,
@@ -179,7 +171,6 @@ vector!(
     __m256d,
     __m256i,
     4,
-    _mm256_setzero_pd,
     _mm256_set1_pd,
     _mm256_loadu_pd,
     _mm256_fmadd_pd,
@@ -268,8 +259,10 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     out: *mut V::E,
     ldo: usize,
     cols: usize,
+    init: V::E,
 ) {
-    let mut acc = [[unsafe { V::zero() }; NV]; R];
+    // SAFETY: `init` is a readable element.
+    let mut acc = [[unsafe { V::splat(&init) }; NV]; R];
     let masks = unsafe { tail_masks::<V, NV, TAIL>(cols) };
     for i in 0..R + kh - 1 {
         // SAFETY: input row i of the window is row p0 + i < x.rows.
@@ -329,8 +322,10 @@ unsafe fn block_short<
     out: *mut V::E,
     ldo: usize,
     cols: usize,
+    init: V::E,
 ) {
-    let mut acc = [[unsafe { V::zero() }; NV]; R];
+    // SAFETY: `init` is a readable element.
+    let mut acc = [[unsafe { V::splat(&init) }; NV]; R];
     let masks = unsafe { tail_masks::<V, NV, TAIL>(cols) };
     for s in 0..kw {
         // SAFETY: r < KH, s < kw.
@@ -367,16 +362,21 @@ unsafe fn any_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool
     out: *mut V::E,
     ldo: usize,
     cols: usize,
+    init: V::E,
 ) {
     // SAFETY (all arms): forwarded contract; each arm matches `kh`.
     unsafe {
         match kh {
-            1 => block_short::<V, R, NV, TAIL, 1>(x, ldx, k, kw, ldk, out, ldo, cols),
-            2 => block_short::<V, R, NV, TAIL, 2>(x, ldx, k, kw, ldk, out, ldo, cols),
-            3 => block_short::<V, R, NV, TAIL, 3>(x, ldx, k, kw, ldk, out, ldo, cols),
-            4 if R <= 4 => block_short::<V, R, NV, TAIL, 4>(x, ldx, k, kw, ldk, out, ldo, cols),
-            5 if R <= 4 => block_short::<V, R, NV, TAIL, 5>(x, ldx, k, kw, ldk, out, ldo, cols),
-            _ => block::<V, R, NV, TAIL>(x, ldx, k, kh, kw, ldk, out, ldo, cols),
+            1 => block_short::<V, R, NV, TAIL, 1>(x, ldx, k, kw, ldk, out, ldo, cols, init),
+            2 => block_short::<V, R, NV, TAIL, 2>(x, ldx, k, kw, ldk, out, ldo, cols, init),
+            3 => block_short::<V, R, NV, TAIL, 3>(x, ldx, k, kw, ldk, out, ldo, cols, init),
+            4 if R <= 4 => {
+                block_short::<V, R, NV, TAIL, 4>(x, ldx, k, kw, ldk, out, ldo, cols, init)
+            }
+            5 if R <= 4 => {
+                block_short::<V, R, NV, TAIL, 5>(x, ldx, k, kw, ldk, out, ldo, cols, init)
+            }
+            _ => block::<V, R, NV, TAIL>(x, ldx, k, kh, kw, ldk, out, ldo, cols, init),
         }
     }
 }
@@ -391,6 +391,7 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     k: Plane<'_, V::E>,
     out: &mut PlaneMut<'_, V::E>,
     p0: usize,
+    init: V::E,
 ) {
     let step = NV * V::LANES;
     let xp = unsafe { x.data.as_ptr().add(p0 * x.ld) };
@@ -410,6 +411,7 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
                 op.add(q),
                 out.ld,
                 step,
+                init,
             )
         };
         q += step;
@@ -425,10 +427,10 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
         // never has more than NV vectors.
         unsafe {
             match cols.div_ceil(V::LANES) {
-                1 => any_block::<V, R, 1, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
-                2 => any_block::<V, R, 2, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
-                3 => any_block::<V, R, 3, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
-                _ => any_block::<V, R, NV, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols),
+                1 => any_block::<V, R, 1, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
+                2 => any_block::<V, R, 2, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
+                3 => any_block::<V, R, 3, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
+                _ => any_block::<V, R, NV, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
             }
         }
     }
@@ -443,22 +445,23 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     out: &mut PlaneMut<'_, V::E>,
+    init: V::E,
 ) {
     let mut p0 = 0;
     // SAFETY (all calls): each block's rows lie inside the plane.
     while p0 + RB <= out.rows {
-        unsafe { row_block::<V, RB, NV>(x, k, out, p0) };
+        unsafe { row_block::<V, RB, NV>(x, k, out, p0, init) };
         p0 += RB;
     }
     while p0 < out.rows {
         let rows = (out.rows - p0).min(6);
         match rows {
-            1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0) },
-            2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0) },
-            3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0) },
-            4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0) },
-            5 => unsafe { row_block::<V, 5, NV>(x, k, out, p0) },
-            _ => unsafe { row_block::<V, 6, NV>(x, k, out, p0) },
+            1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0, init) },
+            2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0, init) },
+            3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0, init) },
+            4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0, init) },
+            5 => unsafe { row_block::<V, 5, NV>(x, k, out, p0, init) },
+            _ => unsafe { row_block::<V, 6, NV>(x, k, out, p0, init) },
         }
         p0 += rows;
     }
@@ -475,6 +478,7 @@ unsafe fn plane<V: Vector, const NV: usize, const RB3: usize, const RB5: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     mut out: PlaneMut<'_, V::E>,
+    init: V::E,
 ) {
     assert!(
         check_shapes(&x, &k, &out),
@@ -486,9 +490,9 @@ unsafe fn plane<V: Vector, const NV: usize, const RB3: usize, const RB5: usize>(
     // SAFETY (all arms): shapes checked above.
     unsafe {
         match k.rows {
-            0..=3 => rows_in_blocks::<V, RB3, NV>(x, k, &mut out),
-            4 | 5 => rows_in_blocks::<V, RB5, NV>(x, k, &mut out),
-            _ => rows_in_blocks::<V, 6, NV>(x, k, &mut out),
+            0..=3 => rows_in_blocks::<V, RB3, NV>(x, k, &mut out, init),
+            4 | 5 => rows_in_blocks::<V, RB5, NV>(x, k, &mut out, init),
+            _ => rows_in_blocks::<V, 6, NV>(x, k, &mut out, init),
         }
     }
 }
@@ -497,13 +501,13 @@ unsafe fn plane<V: Vector, const NV: usize, const RB3: usize, const RB5: usize>(
 macro_rules! entry {
     ($name:ident, $safe:ident, $t:ty, $features:literal, $body:expr) => {
         #[target_feature(enable = $features)]
-        unsafe fn $name(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>) {
+        unsafe fn $name(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>, init: $t) {
             // SAFETY: forwarded; the caller checked the CPU.
-            unsafe { $body(x, k, out) }
+            unsafe { $body(x, k, out, init) }
         }
-        fn $safe(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>) {
+        fn $safe(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>, init: $t) {
             // SAFETY: only handed out by `select` for a level this CPU supports.
-            unsafe { $name(x, k, out) }
+            unsafe { $name(x, k, out, init) }
         }
     };
 }
@@ -554,23 +558,28 @@ pub fn f64_kernel(avx512: bool) -> PlanarFn<f64> {
 }
 
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-unsafe fn int_avx512<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
-    scalar::correlate_valid_inline(x, k, out)
+unsafe fn int_avx512<T: PlanarElem>(
+    x: Plane<'_, T>,
+    k: Plane<'_, T>,
+    out: PlaneMut<'_, T>,
+    init: T,
+) {
+    scalar::correlate_valid_inline(x, k, out, init)
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn int_avx2<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
-    scalar::correlate_valid_inline(x, k, out)
+unsafe fn int_avx2<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>, init: T) {
+    scalar::correlate_valid_inline(x, k, out, init)
 }
 
-fn int_avx512_fn<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+fn int_avx512_fn<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>, init: T) {
     // SAFETY: only handed out by `int_kernel` for a level this CPU supports.
-    unsafe { int_avx512(x, k, out) }
+    unsafe { int_avx512(x, k, out, init) }
 }
 
-fn int_avx2_fn<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>) {
+fn int_avx2_fn<T: PlanarElem>(x: Plane<'_, T>, k: Plane<'_, T>, out: PlaneMut<'_, T>, init: T) {
     // SAFETY: only handed out by `int_kernel` for a level this CPU supports.
-    unsafe { int_avx2(x, k, out) }
+    unsafe { int_avx2(x, k, out, init) }
 }
 
 pub fn int_kernel<T: PlanarElem>(avx512: bool) -> PlanarFn<T> {
