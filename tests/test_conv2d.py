@@ -254,75 +254,6 @@ def test_edge_cases(case, bias, algorithm, dtype, rng):
     assert y.shape == expected_shape
 
 
-# --- few output channels per group: the one-row tile kernel ---------------------------------
-
-# Groups with fewer output channels than the wide kernel's rows take the one-row kernel
-# (both algorithms); the images span several im2col panels, rows longer than a vector,
-# padding wider than one element and a row longer than a panel.
-FEW_CHANNEL_CASES = {
-    "depthwise": {"x": (2, 12, 61, 67), "w": (12, 1, 3, 3), "padding": 1, "groups": 12},
-    "depthwise-strided": {
-        "x": (2, 16, 57, 50),
-        "w": (16, 1, 3, 3),
-        "stride": 2,
-        "padding": 1,
-        "groups": 16,
-    },
-    "depthwise-dilated-5x5": {
-        "x": (1, 8, 40, 45),
-        "w": (8, 1, 5, 5),
-        "padding": 4,
-        "dilation": 2,
-        "groups": 8,
-    },
-    "depthwise-asymmetric": {
-        "x": (1, 6, 33, 130),
-        "w": (6, 1, 3, 4),
-        "padding": ((2, 0), (3, 1)),
-        "groups": 6,
-    },
-    "depthwise-row-longer-than-panel": {
-        "x": (1, 3, 5, 1000),
-        "w": (6, 1, 1, 7),
-        "padding": (0, 3),
-        "groups": 3,
-    },
-    "2-per-group": {"x": (1, 16, 40, 41), "w": (16, 2, 3, 3), "padding": 1, "groups": 8},
-    "3-per-group": {"x": (2, 8, 35, 37), "w": (12, 2, 3, 3), "groups": 4},
-    "4-per-group": {"x": (1, 32, 30, 33), "w": (32, 4, 3, 3), "padding": 1, "groups": 8},
-    "5-per-group": {"x": (1, 10, 30, 31), "w": (10, 5, 3, 3), "padding": 1, "groups": 2},
-    "9-per-group": {"x": (1, 18, 20, 21), "w": (18, 9, 3, 3), "stride": (1, 2), "groups": 2},
-}
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
-@pytest.mark.parametrize("case", sorted(FEW_CHANNEL_CASES))
-def test_few_channels_per_group(case, bias, algorithm, dtype, rng):
-    c = dict(FEW_CHANNEL_CASES[case])
-    x = random(rng, c.pop("x"), dtype)
-    w = random(rng, c.pop("w"), dtype)
-    b = random(rng, w.shape[0], dtype) if bias else None
-    check(x, w, b, algorithm=algorithm, dtype=dtype, **c)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("algorithm", ("direct", "im2col"))
-@pytest.mark.parametrize("case", sorted(FEW_CHANNEL_CASES))
-def test_few_channels_per_group_bit_identical_across_threads(case, algorithm, dtype, rng):
-    c = dict(FEW_CHANNEL_CASES[case])
-    x = random(rng, c.pop("x"), dtype)
-    w = random(rng, c.pop("w"), dtype)
-    b = random(rng, w.shape[0], dtype)
-    results = {}
-    for n in (1, 2, 3):
-        convrs.set_num_threads(n)
-        results[n] = convrs.conv2d(x, w, b, algorithm=algorithm, **c)
-    for n in (2, 3):
-        np.testing.assert_array_equal(results[n], results[1], err_msg=f"{n} threads vs 1")
-
-
 @st.composite
 def extreme_geometry(draw):
     """Strides, dilations and paddings far beyond the input, with a small output."""
@@ -734,6 +665,46 @@ THREAD_CASES = {
         "stride": 2,
         "padding": (1, 2),
     },
+    # Fewer output channels per group than the wide tile kernel's rows: the one-row kernel
+    # (direct and im2col), over several im2col panels, runs longer than a vector, padding
+    # wider than one element and a row longer than a panel.
+    "few-per-group-depthwise": {
+        "x": (2, 12, 61, 67),
+        "w": (12, 1, 3, 3),
+        "padding": 1,
+        "groups": 12,
+    },
+    "few-per-group-depthwise-strided": {
+        "x": (2, 16, 57, 50),
+        "w": (16, 1, 3, 3),
+        "stride": 2,
+        "padding": 1,
+        "groups": 16,
+    },
+    "few-per-group-depthwise-dilated": {
+        "x": (1, 8, 40, 45),
+        "w": (8, 1, 5, 5),
+        "padding": 4,
+        "dilation": 2,
+        "groups": 8,
+    },
+    "few-per-group-depthwise-asymmetric": {
+        "x": (1, 6, 33, 130),
+        "w": (6, 1, 3, 4),
+        "padding": ((2, 0), (3, 1)),
+        "groups": 6,
+    },
+    "few-per-group-row-longer-than-panel": {
+        "x": (1, 3, 5, 1000),
+        "w": (6, 1, 1, 7),
+        "padding": (0, 3),
+        "groups": 3,
+    },
+    "few-per-group-2": {"x": (1, 16, 40, 41), "w": (16, 2, 3, 3), "padding": 1, "groups": 8},
+    "few-per-group-3": {"x": (2, 8, 35, 37), "w": (12, 2, 3, 3), "groups": 4},
+    "few-per-group-4": {"x": (1, 32, 30, 33), "w": (32, 4, 3, 3), "padding": 1, "groups": 8},
+    "few-per-group-5": {"x": (1, 10, 30, 31), "w": (10, 5, 3, 3), "padding": 1, "groups": 2},
+    "few-per-group-9": {"x": (1, 18, 20, 21), "w": (18, 9, 3, 3), "stride": (1, 2), "groups": 2},
 }
 
 

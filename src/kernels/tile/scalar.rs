@@ -98,12 +98,14 @@ unsafe fn pack<T: Copy + Default>(
     for s in 0..rows {
         // SAFETY: the caller guarantees `len` writable elements at every row start.
         let row = unsafe { std::slice::from_raw_parts_mut(dst.add(s * ld), len) };
-        for (t, v) in row.iter_mut().enumerate() {
-            let i = start + (s * shift + t) as isize;
-            *v = usize::try_from(i)
-                .ok()
-                .and_then(|i| src.get(i))
-                .map_or(T::default(), |&x| x);
+        let i0 = start + (s * shift) as isize;
+        // Row positions lead..end read src[i0 + t]; the others are padding.
+        let lead = i0.min(0).unsigned_abs().min(len);
+        let end = (src_len as isize - i0).clamp(lead as isize, len as isize) as usize;
+        row[..lead].fill(T::default());
+        if end > lead {
+            row[lead..end].copy_from_slice(&src[(i0 + lead as isize) as usize..][..end - lead]);
         }
+        row[end..].fill(T::default());
     }
 }
