@@ -665,6 +665,46 @@ THREAD_CASES = {
         "stride": 2,
         "padding": (1, 2),
     },
+    # Fewer output channels per group than the wide tile kernel's rows: the one-row kernel
+    # (direct and im2col), over several im2col panels, runs longer than a vector, padding
+    # wider than one element and a row longer than a panel.
+    "few-per-group-depthwise": {
+        "x": (2, 12, 61, 67),
+        "w": (12, 1, 3, 3),
+        "padding": 1,
+        "groups": 12,
+    },
+    "few-per-group-depthwise-strided": {
+        "x": (2, 16, 57, 50),
+        "w": (16, 1, 3, 3),
+        "stride": 2,
+        "padding": 1,
+        "groups": 16,
+    },
+    "few-per-group-depthwise-dilated": {
+        "x": (1, 8, 40, 45),
+        "w": (8, 1, 5, 5),
+        "padding": 4,
+        "dilation": 2,
+        "groups": 8,
+    },
+    "few-per-group-depthwise-asymmetric": {
+        "x": (1, 6, 33, 130),
+        "w": (6, 1, 3, 4),
+        "padding": ((2, 0), (3, 1)),
+        "groups": 6,
+    },
+    "few-per-group-row-longer-than-panel": {
+        "x": (1, 3, 5, 1000),
+        "w": (6, 1, 1, 7),
+        "padding": (0, 3),
+        "groups": 3,
+    },
+    "few-per-group-2": {"x": (1, 16, 40, 41), "w": (16, 2, 3, 3), "padding": 1, "groups": 8},
+    "few-per-group-3": {"x": (2, 8, 35, 37), "w": (12, 2, 3, 3), "groups": 4},
+    "few-per-group-4": {"x": (1, 32, 30, 33), "w": (32, 4, 3, 3), "padding": 1, "groups": 8},
+    "few-per-group-5": {"x": (1, 10, 30, 31), "w": (10, 5, 3, 3), "padding": 1, "groups": 2},
+    "few-per-group-9": {"x": (1, 18, 20, 21), "w": (18, 9, 3, 3), "stride": (1, 2), "groups": 2},
 }
 
 

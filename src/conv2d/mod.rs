@@ -117,7 +117,7 @@ fn conv2d_on<T: ConvFloat>(
     level: SimdLevel,
     threads: usize,
 ) -> Result<()> {
-    let kern = T::tile_kernel(level);
+    let kern = T::tile_kernel(level, g.c_out_per_group());
     match choose(g, algo) {
         Path::Depthwise => depthwise::conv2d(g, x, w, bias, y, threads, level),
         Path::Direct => direct::conv2d(g, &kern, x, w, bias, y, threads),

@@ -23,20 +23,21 @@ pub trait ConvFloat:
     + Mul<Output = Self>
 {
     const ZERO: Self;
-    /// The implicit-GEMM microkernel for this type at `level`.
-    fn tile_kernel(level: SimdLevel) -> tile::TileKernel<Self>;
+    /// The implicit-GEMM microkernel for this type at `level`, for groups of `rows` output
+    /// channels.
+    fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<Self>;
 }
 
 impl ConvFloat for f32 {
     const ZERO: f32 = 0.0;
-    fn tile_kernel(level: SimdLevel) -> tile::TileKernel<f32> {
-        tile::select_f32(level)
+    fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<f32> {
+        tile::kernels_f32(level).for_rows(rows)
     }
 }
 
 impl ConvFloat for f64 {
     const ZERO: f64 = 0.0;
-    fn tile_kernel(level: SimdLevel) -> tile::TileKernel<f64> {
-        tile::select_f64(level)
+    fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<f64> {
+        tile::kernels_f64(level).for_rows(rows)
     }
 }

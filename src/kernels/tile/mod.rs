@@ -6,7 +6,12 @@
 //! from the OIHW array, or a zero row past the last channel), and row `k` of the `B`
 //! operand starts `offs[k]` elements after `b`. For the direct algorithm
 //! `offs` lists the shifts of each (channel, tap) inside a padded input band, so `B` is read
-//! in place; for im2col `B` is a packed column panel and `offs[k] = k · nc`.
+//! in place; for im2col `B` is a packed column panel, `width` columns wide (one or more
+//! tiles), and `offs[k] = k · width`, packed by [`TileKernel::pack_window`].
+//!
+//! Each level has two kernels: a wide one (several output channels per tile) and a
+//! one-row one, for groups with fewer output channels than the wide kernel's `mr`;
+//! [`TileKernels::for_rows`] chooses between them.
 
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -25,6 +30,18 @@ pub type TileFn<T> = unsafe fn(
     accumulate: bool,
 );
 
+/// Signature of a panel packer; see [`TileKernel::pack_window`] for the contract.
+pub type PackFn<T> = unsafe fn(
+    dst: *mut T,
+    ld: usize,
+    rows: usize,
+    len: usize,
+    src: *const T,
+    src_len: usize,
+    start: isize,
+    shift: usize,
+);
+
 #[derive(Clone, Copy)]
 pub struct TileKernel<T> {
     /// Output channels per tile (rows of `A`).
@@ -37,6 +54,7 @@ pub struct TileKernel<T> {
     /// partial tile of a row of tiles: it computes fewer positions that are then dropped.
     pub narrow_nc: usize,
     narrow: TileFn<T>,
+    pack: PackFn<T>,
 }
 
 impl<T> TileKernel<T> {
@@ -47,6 +65,7 @@ impl<T> TileKernel<T> {
         func: TileFn<T>,
         narrow_nc: usize,
         narrow: TileFn<T>,
+        pack: PackFn<T>,
     ) -> Self {
         TileKernel {
             mr,
@@ -55,6 +74,7 @@ impl<T> TileKernel<T> {
             func,
             narrow_nc,
             narrow,
+            pack,
         }
     }
 
@@ -92,25 +112,141 @@ impl<T> TileKernel<T> {
         // SAFETY: forwarded contract; `func` was chosen for a level this CPU supports.
         unsafe { (self.func)(kt, a, b, offs, c, ldc, accumulate) }
     }
-}
 
-pub fn select_f32(level: SimdLevel) -> TileKernel<f32> {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::F32_AVX512,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::F32_AVX2,
-        _ => scalar::F32,
+    /// Packs `rows` rows of `len` elements of a `B` panel, row `s` at `dst[s·ld..]`, from
+    /// one input row: element `t` of row `s` is `src[start + s·shift + t]`, zero where that
+    /// index is outside `src` (the padding). For im2col at unit stride these are the `kw`
+    /// taps of one kernel row over one output-row segment: runs of a few vectors, for
+    /// which a call into the C library's `memcpy` costs more than the copy, so this is a
+    /// call-free vector loop at the kernel's instruction set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack_window(
+        &self,
+        dst: &mut [T],
+        ld: usize,
+        rows: usize,
+        len: usize,
+        src: &[T],
+        start: isize,
+        shift: usize,
+    ) {
+        if rows == 0 || len == 0 {
+            return;
+        }
+        // Every row inside `dst`, and every index start + s·shift + t representable.
+        let extent = (rows - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
+        assert!(
+            extent.is_some_and(|e| e <= dst.len()),
+            "panel rows outside dst"
+        );
+        let reach = (rows - 1)
+            .checked_mul(shift)
+            .and_then(|v| v.checked_add(len))
+            .and_then(|v| isize::try_from(v).ok())
+            .and_then(|v| start.checked_add(v));
+        assert!(reach.is_some(), "window index overflow");
+        // SAFETY: the rows are inside `dst` and `src` holds `src.len()` readable elements
+        // (the kernel reads only indices inside it); the indices do not overflow (checked
+        // above); `pack` was chosen for a level this CPU supports.
+        unsafe {
+            (self.pack)(
+                dst.as_mut_ptr(),
+                ld,
+                rows,
+                len,
+                src.as_ptr(),
+                src.len(),
+                start,
+                shift,
+            )
+        }
     }
 }
 
-pub fn select_f64(level: SimdLevel) -> TileKernel<f64> {
+/// The kernels of one element type at one level: `wide` blocks several output channels
+/// per tile (each `B` load feeds `mr` FMAs), `row` computes one channel over more
+/// positions (one FMA per `B` load, but no zero rows).
+#[derive(Clone, Copy)]
+pub struct TileKernels<T> {
+    pub wide: TileKernel<T>,
+    pub row: TileKernel<T>,
+    /// Time per computed row of `row` relative to `wide`, at the same reduction length and
+    /// positions. Measured on Zen 5 (1 thread) with 3×3 conv2d layers of 1 to 12 output
+    /// channels per group, direct and im2col; for the scalar set, from `kernel_peak`.
+    row_cost: f64,
+}
+
+impl<T> TileKernels<T> {
+    /// The kernel for groups of `rows` output channels: the wide kernel computes them in
+    /// blocks of `mr`, zero rows included; the one-row kernel computes only them, each at
+    /// `row_cost`.
+    pub fn for_rows(&self, rows: usize) -> TileKernel<T>
+    where
+        T: Copy,
+    {
+        let wide_rows = rows.next_multiple_of(self.wide.mr);
+        if (rows as f64) * self.row_cost < wide_rows as f64 {
+            self.row
+        } else {
+            self.wide
+        }
+    }
+
+    /// Both kernels and their narrow variants, for tests.
+    pub fn all(&self) -> [TileKernel<T>; 4]
+    where
+        T: Copy,
+    {
+        [
+            self.wide,
+            self.wide.narrowed(),
+            self.row,
+            self.row.narrowed(),
+        ]
+    }
+}
+
+pub fn kernels_f32(level: SimdLevel) -> TileKernels<f32> {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::F64_AVX512,
+        SimdLevel::Avx512 => TileKernels {
+            wide: x86::F32_AVX512,
+            row: x86::F32_AVX512_ROW,
+            row_cost: 1.75,
+        },
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::F64_AVX2,
-        _ => scalar::F64,
+        SimdLevel::Avx2 => TileKernels {
+            wide: x86::F32_AVX2,
+            row: x86::F32_AVX2_ROW,
+            row_cost: 1.4,
+        },
+        _ => TileKernels {
+            wide: scalar::F32,
+            row: scalar::F32_ROW,
+            row_cost: 1.1,
+        },
+    }
+}
+
+pub fn kernels_f64(level: SimdLevel) -> TileKernels<f64> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => TileKernels {
+            wide: x86::F64_AVX512,
+            row: x86::F64_AVX512_ROW,
+            row_cost: 1.75,
+        },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => TileKernels {
+            wide: x86::F64_AVX2,
+            row: x86::F64_AVX2_ROW,
+            row_cost: 1.4,
+        },
+        _ => TileKernels {
+            wide: scalar::F64,
+            row: scalar::F64_ROW,
+            row_cost: 1.1,
+        },
     }
 }
 
@@ -220,13 +356,80 @@ mod tests {
         }
     }
 
+    fn check_pack<T>(kern: TileKernel<T>, to: fn(f64) -> T)
+    where
+        T: Copy + PartialEq + std::fmt::Debug,
+    {
+        let guard = to(-1.0);
+        for src_len in [0, 1, 5, 17, 40] {
+            let src: Vec<T> = (0..src_len).map(|i| to(i as f64 + 1.0)).collect();
+            for len in 0..45 {
+                for start in -(len as isize) - 3..src_len as isize + 3 {
+                    for (rows, shift) in [(1, 0), (3, 1), (2, 5), (4, 2)] {
+                        // Rows inside a larger buffer whose other elements stay untouched.
+                        let ld = len + 3;
+                        let mut dst = vec![guard; 2 + rows * ld + 20];
+                        kern.pack_window(&mut dst[2..], ld, rows, len, &src, start, shift);
+                        let want = |i: usize| {
+                            let (s, t) = (i.wrapping_sub(2) / ld, i.wrapping_sub(2) % ld);
+                            if i < 2 || s >= rows || t >= len {
+                                return guard;
+                            }
+                            let at = start + (s * shift + t) as isize;
+                            usize::try_from(at)
+                                .ok()
+                                .and_then(|at| src.get(at))
+                                .map_or(to(0.0), |&x| x)
+                        };
+                        for (i, &got) in dst.iter().enumerate() {
+                            assert_eq!(
+                                got,
+                                want(i),
+                                "{} src {src_len} len {len} start {start} rows {rows} at {i}",
+                                kern.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_packer_matches_the_definition() {
+        for level in available_levels() {
+            for kern in kernels_f32(level).all() {
+                check_pack(kern, |v| v as f32);
+            }
+            for kern in kernels_f64(level).all() {
+                check_pack(kern, |v| v);
+            }
+        }
+    }
+
+    #[test]
+    fn few_channels_per_group_take_the_row_kernel() {
+        for level in available_levels() {
+            let set = kernels_f32(level);
+            let mr = set.wide.mr;
+            assert_eq!(set.row.mr, 1);
+            // One channel (depthwise): the wide kernel would compute mr − 1 zero rows.
+            assert_eq!(set.for_rows(1).mr, 1, "{level:?}");
+            // Full blocks waste nothing: the wide kernel shares each B load.
+            for rows in [mr, 2 * mr, 64] {
+                assert_eq!(set.for_rows(rows).mr, mr, "{level:?} rows {rows}");
+            }
+            assert_eq!(kernels_f64(level).for_rows(1).mr, 1, "{level:?}");
+        }
+    }
+
     #[test]
     fn every_level_matches_the_definition() {
         for level in available_levels() {
-            for kern in [select_f32(level), select_f32(level).narrowed()] {
+            for kern in kernels_f32(level).all() {
                 check(kern, |v| v as f32, |v| v as f64);
             }
-            for kern in [select_f64(level), select_f64(level).narrowed()] {
+            for kern in kernels_f64(level).all() {
                 check(kern, |v| v, |v| v);
             }
         }
@@ -240,7 +443,8 @@ mod peak {
     #[test]
     #[ignore]
     fn kernel_peak() {
-        for k in available_levels().into_iter().map(select_f32) {
+        let kernels = available_levels().into_iter().map(kernels_f32);
+        for k in kernels.flat_map(|set| [set.wide, set.row]) {
             let kt = 256;
             let a = vec![1.0f32; kt * k.mr];
             let rows: Vec<*const f32> = (0..k.mr).map(|i| a[i * kt..].as_ptr()).collect();

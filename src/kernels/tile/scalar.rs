@@ -3,10 +3,42 @@
 
 use super::TileKernel;
 
-pub const F32: TileKernel<f32> =
-    TileKernel::new(4, 8, "scalar-4x8", tile::<f32, 4, 8>, 4, tile::<f32, 4, 4>);
-pub const F64: TileKernel<f64> =
-    TileKernel::new(4, 8, "scalar-4x8", tile::<f64, 4, 8>, 4, tile::<f64, 4, 4>);
+pub const F32: TileKernel<f32> = TileKernel::new(
+    4,
+    8,
+    "scalar-4x8",
+    tile::<f32, 4, 8>,
+    4,
+    tile::<f32, 4, 4>,
+    pack::<f32>,
+);
+pub const F64: TileKernel<f64> = TileKernel::new(
+    4,
+    8,
+    "scalar-4x8",
+    tile::<f64, 4, 8>,
+    4,
+    tile::<f64, 4, 4>,
+    pack::<f64>,
+);
+pub const F32_ROW: TileKernel<f32> = TileKernel::new(
+    1,
+    16,
+    "scalar-1x16",
+    tile::<f32, 1, 16>,
+    4,
+    tile::<f32, 1, 4>,
+    pack::<f32>,
+);
+pub const F64_ROW: TileKernel<f64> = TileKernel::new(
+    1,
+    16,
+    "scalar-1x16",
+    tile::<f64, 1, 16>,
+    4,
+    tile::<f64, 1, 4>,
+    pack::<f64>,
+);
 
 /// # Safety
 /// See [`TileKernel::run`].
@@ -45,5 +77,35 @@ unsafe fn tile<T, const MR: usize, const NC: usize>(
         // SAFETY: the caller guarantees `MR` rows of `ldc >= NC` writable elements.
         let crow = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), NC) };
         crow.copy_from_slice(acc_i);
+    }
+}
+
+/// # Safety
+/// See [`TileKernel::pack_window`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack<T: Copy + Default>(
+    dst: *mut T,
+    ld: usize,
+    rows: usize,
+    len: usize,
+    src: *const T,
+    src_len: usize,
+    start: isize,
+    shift: usize,
+) {
+    // SAFETY: the caller guarantees `src_len` readable elements at `src`.
+    let src = unsafe { std::slice::from_raw_parts(src, src_len) };
+    for s in 0..rows {
+        // SAFETY: the caller guarantees `len` writable elements at every row start.
+        let row = unsafe { std::slice::from_raw_parts_mut(dst.add(s * ld), len) };
+        let i0 = start + (s * shift) as isize;
+        // Row positions lead..end read src[i0 + t]; the others are padding.
+        let lead = i0.min(0).unsigned_abs().min(len);
+        let end = (src_len as isize - i0).clamp(lead as isize, len as isize) as usize;
+        row[..lead].fill(T::default());
+        if end > lead {
+            row[lead..end].copy_from_slice(&src[(i0 + lead as isize) as usize..][..end - lead]);
+        }
+        row[end..].fill(T::default());
     }
 }
