@@ -180,18 +180,6 @@ impl Layout {
             let d = &mut d[..wb];
             match source_index((p0 + i) as isize - self.top as isize, h, self.boundary) {
                 None => d.fill(fill),
-                Some(r) if wb <= 16 => {
-                    // A border strip a few columns wide: one pass per row, no call.
-                    let s = &src[r * w..(r + 1) * w];
-                    for (j, v) in d.iter_mut().enumerate() {
-                        let c = (q0 + j) as isize - self.left as isize;
-                        *v = if (lo..hi).contains(&j) {
-                            s[c as usize]
-                        } else {
-                            source_index(c, w, self.boundary).map_or(fill, |c| s[c])
-                        };
-                    }
-                }
                 Some(r) => {
                     let s = &src[r * w..(r + 1) * w];
                     if hi > lo {
