@@ -200,7 +200,7 @@ impl Layout {
     /// pitch(wp)` elements), so the bulk of a large image costs no extra memory traffic
     /// and the scratch is not zeroed beyond the few rows and columns the border needs.
     #[allow(clippy::too_many_arguments)]
-    fn correlate_rows<T: Copy>(
+    fn correlate_rows<T: Copy + Default>(
         &self,
         func: PlanarFn<T>,
         src: &[T],
@@ -210,9 +210,7 @@ impl Layout {
         rows: usize,
         out: &mut [T],
         scratch: &mut Vec<T>,
-    ) where
-        T: Default,
-    {
+    ) {
         let (kh, kw) = (self.s2[0], self.s2[1]);
         let (h, w) = (self.s1[0], self.s1[1]);
         let kplane = Plane {

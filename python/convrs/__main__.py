@@ -120,11 +120,11 @@ def quick_timings() -> None:
         peers = ["numpy"]
     print("   convrs.convolve2d vs scipy.signal.convolve2d and a NumPy shifted-slices sum:")
     rows = _bench.measure_suite(_bench.FILTER, [threads], names=QUICK_FILTER, peers=peers,
-                                budget_s=0.25)
+                                budget_s=0.25, blocks=1)
     print(_bench.format_table(_bench.FILTER, rows))
     print("\n   convrs.conv2d vs the NumPy formulation (im2col copy + one batched matmul):")
     rows = _bench.measure_suite(_bench.CONV, [threads], names=QUICK_CONV, peers=["numpy"],
-                                budget_s=0.25)
+                                budget_s=0.25, blocks=1)
     print(_bench.format_table(_bench.CONV, rows))
     notes = _bench.format_notes(rows)
     if notes:

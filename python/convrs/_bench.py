@@ -436,15 +436,24 @@ class Row:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-#: Pause before each measurement so other pools' spinning workers go to sleep (OpenBLAS
-#: spins for ~2**28 cycles, about 0.07 s, after a call).
+#: Pause before each timed block so other pools' spinning workers go to sleep (OpenBLAS
+#: spins for ~2**28 cycles, about 0.07 s, after a call; convrs's helpers for 2 ms).
 IDLE_BETWEEN_PEERS_S = 0.2
+
+#: Timed blocks per peer, taken in turn with the other peers of the row: a slow spell of
+#: the machine (a busy VM neighbour, a late vCPU) then spoils one block of every peer
+#: instead of one peer's whole measurement, and the median of the blocks drops it.
+BLOCKS = 3
 
 
 def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str] | None = None,
                   peers: Sequence[str] | None = None, budget_s: float = 0.5,
-                  log: Callable[[str], None] | None = None) -> list[Row]:
-    """Time every (workload, thread count, peer); single-threaded peers are timed once."""
+                  log: Callable[[str], None] | None = None, blocks: int = BLOCKS) -> list[Row]:
+    """Time every (workload, thread count, peer); single-threaded peers are timed once.
+
+    Each peer's time is the median of ``blocks`` blocks (one for calls slower than the
+    budget), each the median of the runs that fit ``budget_s / blocks``; the peers of a
+    row take their blocks in turn."""
     rows: list[Row] = []
     once: dict[tuple[str, str], float] = {}
     for wl in suite.workloads:
@@ -455,16 +464,18 @@ def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str
         for threads in threads_list:
             row = Row(wl, threads)
             rows.append(row)
-            for peer in suite.peers:
-                if peers is not None and peer.name != "convrs" and peer.name not in peers:
-                    continue
-                if not peer.threaded and (wl.name, peer.name) in once:
-                    row.seconds[peer.name] = once[wl.name, peer.name]
-                    continue
-                try:
-                    with peer.prepare(wl, arrays, threads) as fn:
-                        # The previous peer's pool (OpenBLAS, ONNX Runtime) busy-waits
-                        # for a while after its last call; on a 2-core machine that would
+            with contextlib.ExitStack() as stack:
+                timing: dict[str, tuple[Call, float]] = {}
+                for peer in suite.peers:
+                    if peers is not None and peer.name != "convrs" and peer.name not in peers:
+                        continue
+                    if not peer.threaded and (wl.name, peer.name) in once:
+                        row.seconds[peer.name] = once[wl.name, peer.name]
+                        continue
+                    try:
+                        fn = stack.enter_context(peer.prepare(wl, arrays, threads))
+                        # The previous peer's pool (OpenBLAS, ONNX Runtime) busy-waits for
+                        # a while after its last call; on a 2-core machine that would
                         # steal the core this peer's second thread needs.
                         time.sleep(IDLE_BETWEEN_PEERS_S)
                         result, first = timed(fn)  # checked, and the warm-up
@@ -472,15 +483,25 @@ def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str
                             expected = np.asarray(result)  # convrs comes first
                         elif not agrees(result, expected):
                             raise PeerUnavailable("its result differs from convrs's")
-                        row.seconds[peer.name] = time_call(fn, first, budget_s)
-                except PeerUnavailable as exc:
-                    row.missing[peer.name] = str(exc)
-                    continue
-                if not peer.threaded:
-                    once[wl.name, peer.name] = row.seconds[peer.name]
+                    except PeerUnavailable as exc:
+                        row.missing[peer.name] = str(exc)
+                        continue
+                    timing[peer.name] = (fn, first)
+                times: dict[str, list[float]] = {name: [] for name in timing}
+                for block in range(blocks):
+                    for name, (fn, first) in timing.items():
+                        if block > 0 and first >= budget_s:
+                            continue
+                        if block > 0 or len(timing) > 1:
+                            time.sleep(IDLE_BETWEEN_PEERS_S)
+                        times[name].append(time_call(fn, first, budget_s / blocks))
+            for name, block_times in times.items():
+                row.seconds[name] = statistics.median(block_times)
+                if not next(p for p in suite.peers if p.name == name).threaded:
+                    once[wl.name, name] = row.seconds[name]
                 if log is not None:
-                    log(f"  {wl.name:10s} {threads}T {peer.name:12s} "
-                        f"{row.seconds[peer.name] * 1e3:10.3f} ms")
+                    log(f"  {wl.name:10s} {threads}T {name:12s} "
+                        f"{row.seconds[name] * 1e3:10.3f} ms")
     return rows
 
 
