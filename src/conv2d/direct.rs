@@ -24,9 +24,14 @@ const STRIP_ROWS: usize = 8;
 
 /// Phase-split layout of one band of the padded input.
 struct BandLayout {
-    /// Stride phases actually used by some tap, along rows and columns.
+    /// Stride phases actually used by some tap, along rows.
     row_phases: Vec<usize>,
-    col_phases: Vec<usize>,
+    /// Column offset of each column plane: plane element `j` holds padded input column
+    /// `sw·(q0 + j) + offset`. Either the stride phases used by some tap (taps then shift
+    /// along the plane's rows, which needs `halo_cols`), or one plane per column tap
+    /// (`per_tap_cols`: no shift, no halo).
+    col_planes: Vec<usize>,
+    per_tap_cols: bool,
     /// Extra phase rows / columns needed below / right of each output row / column.
     halo_rows: usize,
     halo_cols: usize,
@@ -40,22 +45,42 @@ impl BandLayout {
             v.dedup();
             v
         };
+        let halo_cols = g.dw * (g.kw - 1) / g.sw;
+        // The halo columns are computed and dropped; on narrow images (deep layers) they
+        // cost more than copying the band once per column tap, which needs none. The
+        // copies cost `kw` band elements per output position and channel against
+        // `kh·kw·K/groups` FMAs, so only groups with a full block of output channels.
+        let per_tap_cols =
+            halo_cols * 20 > g.w_out + halo_cols && g.c_out_per_group() >= 8 && g.kw > 1;
         BandLayout {
             row_phases: used(g.kh, g.dh, g.sh),
-            col_phases: used(g.kw, g.dw, g.sw),
+            col_planes: if per_tap_cols {
+                (0..g.kw).map(|s| s * g.dw).collect()
+            } else {
+                used(g.kw, g.dw, g.sw)
+            },
+            per_tap_cols,
             halo_rows: g.dh * (g.kh - 1) / g.sh,
-            halo_cols: g.dw * (g.kw - 1) / g.sw,
+            halo_cols: if per_tap_cols { 0 } else { halo_cols },
         }
     }
 
     fn planes_per_channel(&self) -> usize {
-        self.row_phases.len() * self.col_phases.len()
+        self.row_phases.len() * self.col_planes.len()
     }
 
     /// Output rows and columns of a band that fits `BAND_BYTES`: full-width bands where
     /// they can hold `STRIP_ROWS` rows, else column strips of equal width.
     fn band_shape(&self, g: &ConvGeometry, elem: usize) -> (usize, usize) {
-        let per_plane = BAND_BYTES / (g.c_in_per_group() * self.planes_per_channel() * elem).max(1);
+        // Per-tap planes hold `kw` copies of each row: a band up to twice the budget
+        // (still inside L2; the tiles read it in chunks of channels) keeps narrow images
+        // in one band rather than short ones that re-copy their halo rows.
+        let budget = if self.per_tap_cols {
+            2 * BAND_BYTES
+        } else {
+            BAND_BYTES
+        };
+        let per_plane = budget / (g.c_in_per_group() * self.planes_per_channel() * elem).max(1);
         let full_rows = (per_plane / (g.w_out + self.halo_cols)).saturating_sub(self.halo_rows);
         if full_rows >= STRIP_ROWS.min(g.h_out) {
             return (full_rows.min(g.h_out), g.w_out);
@@ -76,10 +101,14 @@ impl BandLayout {
             for r in 0..g.kh {
                 let (a, i) = ((r * g.dh) % g.sh, (r * g.dh) / g.sh);
                 for s in 0..g.kw {
-                    let (b, j) = ((s * g.dw) % g.sw, (s * g.dw) / g.sw);
+                    let (b, j) = if self.per_tap_cols {
+                        (s * g.dw, 0)
+                    } else {
+                        ((s * g.dw) % g.sw, (s * g.dw) / g.sw)
+                    };
                     let p = (c * self.row_phases.len() + pos(&self.row_phases, a))
-                        * self.col_phases.len()
-                        + pos(&self.col_phases, b);
+                        * self.col_planes.len()
+                        + pos(&self.col_planes, b);
                     offs.push((p * plane + i * pitch + j) as isize);
                 }
             }
@@ -109,7 +138,7 @@ impl BandLayout {
         for c in 0..g.c_in_per_group() {
             let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
             for &a in &self.row_phases {
-                for &b in &self.col_phases {
+                for &b in &self.col_planes {
                     // Band columns j whose source column sw·(q0 + j) + b − pad_left lies
                     // inside the input: j_lo..j_hi.
                     let c0 = g.sw * q0 + b;
@@ -367,4 +396,34 @@ fn pointwise<T: ConvFloat>(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Padding;
+
+    fn layout(x: [usize; 4], w: [usize; 4], stride: [i64; 2], dilation: [i64; 2]) -> BandLayout {
+        let g = ConvGeometry::new(x, w, stride, Padding::Same, dilation, 1).unwrap();
+        BandLayout::new(&g)
+    }
+
+    #[test]
+    fn narrow_images_copy_one_plane_per_column_tap() {
+        // The shapes `layers_larger_than_one_tile_split_across_threads` checks for both
+        // layouts: the deep 14×14 layer and narrow strided / dilated ones take per-tap
+        // planes and no halo; wide images keep the phase planes and their halo.
+        let deep = layout([1, 256, 14, 14], [256, 256, 3, 3], [1, 1], [1, 1]);
+        assert!(deep.per_tap_cols && deep.halo_cols == 0);
+        assert_eq!(deep.col_planes, [0, 1, 2]);
+        let strided = layout([1, 12, 11, 14], [16, 12, 3, 3], [2, 3], [2, 2]);
+        assert!(strided.per_tap_cols);
+        assert_eq!(strided.col_planes, [0, 2, 4]);
+        let wide = layout([1, 64, 56, 56], [64, 64, 3, 3], [1, 1], [1, 1]);
+        assert!(!wide.per_tap_cols && wide.halo_cols == 2);
+        let s2 = layout([1, 64, 56, 56], [64, 64, 3, 3], [2, 2], [1, 1]);
+        assert_eq!((s2.per_tap_cols, s2.col_planes.len()), (false, 2));
+        // Few output channels per group: the copies would cost more than the halo.
+        assert!(!layout([1, 4, 14, 14], [4, 4, 3, 3], [1, 1], [1, 1]).per_tap_cols);
+    }
 }
