@@ -37,6 +37,7 @@ def run(benchmark: Any, record: Any, budget: float, suite: str, name: str, peer:
             # The first call, checked against convrs, is the warm-up and sizes the rounds.
             result, first = _bench.timed(fn)
             assert _bench.agrees(result, _expected(suite, name)), f"{peer} disagrees with convrs"
+            _bench.warm_up(fn)
             benchmark.pedantic(fn, rounds=_bench.rounds_for(first, budget), iterations=1)
     except _bench.PeerUnavailable as exc:
         pytest.skip(str(exc))

@@ -405,7 +405,7 @@ def agrees(result: Any, expected: np.ndarray) -> bool:
     return bool(np.max(np.abs(result - expected), initial=0.0) <= tol * scale)
 
 
-def rounds_for(first_call_s: float, budget_s: float, max_rounds: int = 30) -> int:
+def rounds_for(first_call_s: float, budget_s: float, max_rounds: int = 200) -> int:
     """How many timed runs fit the budget after a first call of ``first_call_s`` (>= 3 for a
     meaningful median, 1 for calls slower than the budget)."""
     if first_call_s >= budget_s:
@@ -426,6 +426,16 @@ def time_call(fn: Call, first_call_s: float, budget_s: float = 0.5) -> float:
     return statistics.median(timed(fn)[1] for _ in range(rounds_for(first_call_s, budget_s)))
 
 
+def warm_up(fn: Call, seconds: float | None = None) -> None:
+    """Untimed calls of ``fn`` for about ``seconds`` (default ``WARM_UP_S``); a single
+    call when one takes that long."""
+    seconds = WARM_UP_S if seconds is None else seconds
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        if timed(fn)[1] >= seconds:
+            return
+
+
 @dataclass
 class Row:
     """One workload at one thread count: seconds per peer, or why it was not measured."""
@@ -439,6 +449,13 @@ class Row:
 #: Pause before each timed block so other pools' spinning workers go to sleep (OpenBLAS
 #: spins for ~2**28 cycles, about 0.07 s, after a call; convrs's helpers for 2 ms).
 IDLE_BETWEEN_PEERS_S = 0.2
+
+#: Untimed calls before each timed block, after that pause. On a VM the idle vCPUs sleep
+#: and come back slowly: measured here, a 2-thread 512² 5×5 convolve2d took 100-400 µs
+#: per call for the first ~5 ms after 0.2 s idle, then 75 µs (1 thread: 141 µs), and
+#: other runs stayed 20 % slow for 80 ms: blocks of a few ms (30 rounds of a fast call)
+#: timed the wake-up instead of the peer.
+WARM_UP_S = 0.1
 
 #: Timed blocks per peer, taken in turn with the other peers of the row: a slow spell of
 #: the machine (a busy VM neighbour, a late vCPU) then spoils one block of every peer
@@ -494,6 +511,7 @@ def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str
                             continue
                         if block > 0 or len(timing) > 1:
                             time.sleep(IDLE_BETWEEN_PEERS_S)
+                        warm_up(fn)
                         times[name].append(time_call(fn, first, budget_s / blocks))
             for name, block_times in times.items():
                 row.seconds[name] = statistics.median(block_times)
