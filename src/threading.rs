@@ -33,9 +33,9 @@ struct Shared {
     job: AtomicPtr<Job<'static>>,
     /// Bumped after every post, so a helper tells a new job from the one it finished.
     epoch: AtomicU64,
-    /// Helpers asleep on `wake` (or about to be); changed only under `lock`.
-    sleepers: AtomicUsize,
-    lock: Mutex<()>,
+    /// Guards posting and retracting jobs; holds the number of helpers asleep on `wake`
+    /// (or about to be).
+    lock: Mutex<usize>,
     wake: Condvar,
     /// Whether helpers spin before sleeping: only while the pool does not hold more
     /// threads than the machine has cores, or spinning helpers would steal them.
@@ -108,9 +108,9 @@ impl Shared {
             }
         }
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        *guard += 1;
         // Posts happen under `lock`, which this thread holds until `wait` releases it,
-        // and notify when `sleepers` > 0: no wake-up is lost.
+        // and notify when a helper sleeps: no wake-up is lost.
         let e = loop {
             let e = self.epoch.load(Ordering::SeqCst);
             if e != seen {
@@ -118,7 +118,7 @@ impl Shared {
             }
             guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
         };
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        *guard -= 1;
         e
     }
 
@@ -126,14 +126,14 @@ impl Shared {
     /// running nothing, when another job is posted (a concurrent or nested call).
     fn run(&self, job: &Job<'_>) -> bool {
         {
-            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let sleepers = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             if !self.job.load(Ordering::SeqCst).is_null() {
                 return false;
             }
             let ptr = job as *const Job<'_> as *mut Job<'static>;
             self.job.store(ptr, Ordering::SeqCst);
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            if self.sleepers.load(Ordering::SeqCst) > 0 {
+            if *sleepers > 0 {
                 self.wake.notify_all();
             }
         }
@@ -275,8 +275,7 @@ fn pool(helpers: usize) -> Result<Arc<Shared>> {
         shared: Arc::new(Shared {
             job: AtomicPtr::new(std::ptr::null_mut()),
             epoch: AtomicU64::new(0),
-            sleepers: AtomicUsize::new(0),
-            lock: Mutex::new(()),
+            lock: Mutex::new(0),
             wake: Condvar::new(),
             spin: AtomicBool::new(false),
         }),
