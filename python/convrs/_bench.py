@@ -426,16 +426,6 @@ def time_call(fn: Call, first_call_s: float, budget_s: float = 0.5) -> float:
     return statistics.median(timed(fn)[1] for _ in range(rounds_for(first_call_s, budget_s)))
 
 
-def warm_up(fn: Call, seconds: float | None = None) -> None:
-    """Untimed calls of ``fn`` for about ``seconds`` (default ``WARM_UP_S``); a single
-    call when one takes that long."""
-    seconds = WARM_UP_S if seconds is None else seconds
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        if timed(fn)[1] >= seconds:
-            return
-
-
 @dataclass
 class Row:
     """One workload at one thread count: seconds per peer, or why it was not measured."""
@@ -456,6 +446,15 @@ IDLE_BETWEEN_PEERS_S = 0.2
 #: other runs stayed 20 % slow for 80 ms: blocks of a few ms (30 rounds of a fast call)
 #: timed the wake-up instead of the peer.
 WARM_UP_S = 0.1
+
+
+def warm_up(fn: Call, seconds: float = WARM_UP_S) -> None:
+    """Untimed calls of ``fn`` for about ``seconds`` (a single one when it takes that
+    long)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        fn()
+
 
 #: Timed blocks per peer, taken in turn with the other peers of the row: a slow spell of
 #: the machine (a busy VM neighbour, a late vCPU) then spoils one block of every peer

@@ -410,9 +410,10 @@ mod tests {
 
     #[test]
     fn narrow_images_copy_one_plane_per_column_tap() {
-        // The shapes `layers_larger_than_one_tile_split_across_threads` checks for both
-        // layouts: the deep 14×14 layer and narrow strided / dilated ones take per-tap
-        // planes and no halo; wide images keep the phase planes and their halo.
+        // The deep 14×14 layer and narrow strided / dilated ones take per-tap planes and
+        // no halo; wide images keep the phase planes and their halo. (The strided shape is
+        // one of those `layers_larger_than_one_tile_split_across_threads` checks against
+        // the reference, so both layouts are under the correctness tests.)
         let deep = layout([1, 256, 14, 14], [256, 256, 3, 3], [1, 1], [1, 1]);
         assert!(deep.per_tap_cols && deep.halo_cols == 0);
         assert_eq!(deep.col_planes, [0, 1, 2]);
