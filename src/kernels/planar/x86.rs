@@ -193,10 +193,12 @@ unsafe fn tail_masks<V: Vector, const NV: usize, const TAIL: bool>(cols: usize) 
     })
 }
 
-/// `NV` consecutive vectors from `p` (masked in the tail).
+/// `NV` consecutive vectors from `p`. A tail block has `cols.div_ceil(LANES)` vectors, so
+/// only its last one is partial, and only that one goes through its mask (masked loads
+/// and stores are slower than plain ones).
 ///
 /// # Safety
-/// Every unmasked lane is readable.
+/// Every unmasked lane is readable; in the tail, the first `NV − 1` vectors are whole.
 #[inline(always)]
 unsafe fn load_row<V: Vector, const NV: usize, const TAIL: bool>(
     p: *const V::E,
@@ -206,7 +208,7 @@ unsafe fn load_row<V: Vector, const NV: usize, const TAIL: bool>(
         // SAFETY: the caller's contract.
         unsafe {
             let p = p.add(j * V::LANES);
-            if TAIL {
+            if TAIL && j + 1 == NV {
                 V::load_m(p, masks[j])
             } else {
                 V::load(p)
@@ -215,10 +217,11 @@ unsafe fn load_row<V: Vector, const NV: usize, const TAIL: bool>(
     })
 }
 
-/// Stores the accumulators of an `R × NV` block (masked in the tail).
+/// Stores the accumulators of an `R × NV` block (the last vector masked in the tail).
 ///
 /// # Safety
-/// Every unmasked lane of the `R` rows, `ldo` apart from `out`, is writable.
+/// Every unmasked lane of the `R` rows, `ldo` apart from `out`, is writable; in the
+/// tail, the first `NV − 1` vectors are whole.
 #[inline(always)]
 unsafe fn store_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     acc: &[[V; NV]; R],
@@ -231,7 +234,7 @@ unsafe fn store_block<V: Vector, const R: usize, const NV: usize, const TAIL: bo
             // SAFETY: the caller's contract.
             unsafe {
                 let o = out.add(p * ldo + j * V::LANES);
-                if TAIL {
+                if TAIL && j + 1 == NV {
                     acc_p[j].store_m(o, masks[j]);
                 } else {
                     acc_p[j].store(o);
@@ -246,7 +249,7 @@ unsafe fn store_block<V: Vector, const R: usize, const NV: usize, const TAIL: bo
 ///
 /// # Safety
 /// Shapes checked by `check_shapes`; `p0 + R <= out.rows`; `q + cols <= out.cols`, and
-/// `cols == NV·LANES` unless `TAIL`.
+/// `cols == NV·LANES` unless `TAIL`, then `NV == cols.div_ceil(LANES)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
@@ -423,8 +426,11 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
         // SAFETY: column q < out.cols of rows inside the plane.
         let (x0, o0) = unsafe { (xp.add(q), op.add(q)) };
         let (kh, kw, ldx, ldk, ldo) = (k.rows, k.cols, x.ld, k.ld, out.ld);
+        // The arms below give every tail exactly `cols.div_ceil(LANES)` vectors (which
+        // `load_row` and `store_block` rely on) only while NV is at most 4.
+        const { assert!(NV <= 4) };
         // SAFETY (all arms): masked tail of `cols < NV·LANES` columns, so the arm taken
-        // never has more than NV vectors.
+        // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
         unsafe {
             match cols.div_ceil(V::LANES) {
                 1 => any_block::<V, R, 1, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
@@ -449,12 +455,15 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
 ) {
     let mut p0 = 0;
     // SAFETY (all calls): each block's rows lie inside the plane.
-    while p0 + RB <= out.rows {
+    while p0 + 2 * RB <= out.rows {
         unsafe { row_block::<V, RB, NV>(x, k, out, p0, init) };
         p0 += RB;
     }
     while p0 < out.rows {
-        let rows = (out.rows - p0).min(6);
+        // A short last block reloads its window for few rows: split the last
+        // RB..2·RB rows into two blocks of about equal height instead.
+        let left = out.rows - p0;
+        let rows = if left > RB { left.div_ceil(2) } else { left }.min(6);
         match rows {
             1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0, init) },
             2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0, init) },
