@@ -396,6 +396,9 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     p0: usize,
     init: V::E,
 ) {
+    // The tail's arms below give it exactly `cols.div_ceil(LANES)` vectors (which
+    // `load_row` and `store_block` rely on) only while NV is at most 4.
+    const { assert!(NV <= 4) };
     let step = NV * V::LANES;
     let xp = unsafe { x.data.as_ptr().add(p0 * x.ld) };
     let op = unsafe { out.data.as_mut_ptr().add(p0 * out.ld) };
@@ -426,9 +429,6 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
         // SAFETY: column q < out.cols of rows inside the plane.
         let (x0, o0) = unsafe { (xp.add(q), op.add(q)) };
         let (kh, kw, ldx, ldk, ldo) = (k.rows, k.cols, x.ld, k.ld, out.ld);
-        // The arms below give every tail exactly `cols.div_ceil(LANES)` vectors (which
-        // `load_row` and `store_block` rely on) only while NV is at most 4.
-        const { assert!(NV <= 4) };
         // SAFETY (all arms): masked tail of `cols < NV·LANES` columns, so the arm taken
         // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
         unsafe {
