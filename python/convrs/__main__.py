@@ -156,10 +156,14 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
             continue
         names = args.workloads.split(",") if args.workloads else None
         log = print if args.verbose else None
-        rows = _bench.measure_suite(suite, threads, names=names, budget_s=args.budget, log=log)
+        rows = _bench.merge_runs([
+            _bench.measure_suite(suite, threads, names=names, budget_s=args.budget, log=log)
+            for _ in range(args.repeat)
+        ])
         if not rows:
             continue
-        print(f"\n### {suite.title}, threads {args.threads}\n")
+        runs = f", median of {args.repeat} runs" if args.repeat > 1 else ""
+        print(f"\n### {suite.title}, threads {args.threads}{runs}\n")
         print(_bench.format_table(suite, rows))
         notes = _bench.format_notes(rows)
         if notes:
@@ -170,6 +174,13 @@ def bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 if line is not None:
                     print(line)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     b.add_argument("--budget", type=float, default=0.5,
                    help="seconds of timed runs per measurement (default 0.5)")
+    b.add_argument("--repeat", type=_positive_int, default=1,
+                   help="run each suite this many times; every cell is the median of the runs")
     b.add_argument("-v", "--verbose", action="store_true", help="print every measurement")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)

@@ -522,6 +522,21 @@ def measure_suite(suite: Suite, threads_list: Sequence[int], names: Sequence[str
     return rows
 
 
+def merge_runs(runs: Sequence[Sequence[Row]]) -> list[Row]:
+    """Rows of several runs of the same suite merged: per workload, thread count and peer,
+    the median of the runs' times. A slow spell of the machine that outlasts a row (a busy
+    VM neighbour for minutes) then spoils one run of that cell, not the table."""
+    merged: list[Row] = []
+    for rows in zip(*runs, strict=True):
+        first = rows[0]
+        row = Row(first.workload, first.threads, missing=dict(first.missing))
+        for name in first.seconds:
+            row.seconds[name] = statistics.median(r.seconds[name] for r in rows
+                                                  if name in r.seconds)
+        merged.append(row)
+    return merged
+
+
 def _ms(s: float) -> str:
     return f"{s * 1e3:.3g}" if s < 1 else f"{s * 1e3:.0f}"
 
