@@ -218,8 +218,9 @@ impl Split {
     /// position chunks (`max_m_chunks` at most) or output-channel chunks (blocks of `mr`)
     /// until there are `TASKS_PER_THREAD` tasks per thread, a multiple of the thread count.
     /// Tasks are scheduled dynamically, yet one per thread is the measured best with the
-    /// pool's awake helpers: every extra task copies its own band and zeroes its own tile
-    /// buffer (at 2 threads, two per thread made `deep` 7 % and `pw` 5 % slower).
+    /// pool's awake helpers: every extra task zeroes its own tile buffer and, in the direct
+    /// algorithm, copies its own input band with its halo (at 2 threads, two per thread
+    /// made `deep` 7 % and `pw` 5 % slower).
     /// `prefer_oc` says that channel chunks are cheaper than position chunks (small
     /// images: bands re-read their halo and a short band wastes part of its last tile).
     pub fn choose(
