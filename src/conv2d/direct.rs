@@ -271,6 +271,8 @@ pub fn conv2d<T: ConvFloat>(
         let group = tiles_per_group(kern, blocks.len());
         let mut ctile =
             Scratch::<T>::zeroed(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
+        let plane_out = g.h_out * g.w_out;
+        let mut segs = Vec::new();
         let mut t0 = 0;
         while t0 < tiles {
             let nt = group.min(tiles - t0);
@@ -287,27 +289,31 @@ pub fn conv2d<T: ConvFloat>(
                 &offs,
                 &mut ctile,
             );
+            // Tile t covers flattened band positions m0..m_end: one segment per band row,
+            // of which the first `cols` columns are output.
+            segs.clear();
             for t in 0..nt {
                 let m0 = (t0 + t) * nc;
-                let tile = &ctile[t * blocks.len() * mr * nc..];
-                // The tile covers flattened band positions m0..m_end: one segment per
-                // band row, of which the first `cols` columns are output.
                 let m_end = (m0 + nc).min(m_len);
                 let mut m = m0;
                 while m < m_end {
                     let (p, q) = (m / pitch, m % pitch);
                     let seg = (pitch - q).min(m_end - m);
                     if q < cols {
-                        let len = seg.min(cols - q);
-                        // SAFETY: this task alone writes channels oc_range, rows
-                        // p0..p0+rows, columns q0..q0+cols.
-                        unsafe {
-                            dest.store(tile, m - m0, len, |k| {
-                                ((n * g.c_out + k) * g.h_out + p0 + p) * g.w_out + q0 + q
-                            })
-                        };
+                        let at = (p0 + p) * g.w_out + q0 + q;
+                        segs.push((t, m - m0, seg.min(cols - q), at));
                     }
                     m += seg;
+                }
+            }
+            for oc in dest.oc_range() {
+                for &(t, j, len, at) in &segs {
+                    let tile = &ctile[t * blocks.len() * mr * nc..];
+                    // SAFETY: this task alone writes channels oc_range, rows p0..p0+rows,
+                    // columns q0..q0+cols.
+                    unsafe {
+                        dest.store_row(oc, tile, j, len, |k| (n * g.c_out + k) * plane_out + at)
+                    };
                 }
             }
             t0 += nt;
@@ -385,12 +391,14 @@ fn pointwise<T: ConvFloat>(
                     &mut ctile,
                 );
             }
-            for t in 0..nt {
-                let m = m0 + t * nc;
-                let len = nc.min(m_hi - m);
-                let tile = &ctile[t * blocks.len() * mr * nc..];
-                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-                unsafe { dest.store(tile, 0, len, |k| (n * g.c_out + k) * plane + m) };
+            for oc in dest.oc_range() {
+                for t in 0..nt {
+                    let m = m0 + t * nc;
+                    let len = nc.min(m_hi - m);
+                    let tile = &ctile[t * blocks.len() * mr * nc..];
+                    // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+                    unsafe { dest.store_row(oc, tile, 0, len, |k| (n * g.c_out + k) * plane + m) };
+                }
             }
             m0 += nt * nc;
         }

@@ -155,15 +155,18 @@ pub fn conv2d<T: ConvFloat>(
                 &offs,
                 &mut ctile,
             );
-            for t in 0..nt {
-                let m = m0 + t * nc;
-                let tile = &ctile[t * tile_len..];
-                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-                unsafe {
-                    dest.store(tile, 0, nc.min(m_hi - m), |k| {
-                        (n * g.c_out + k) * plane_out + m
-                    })
-                };
+            for oc in dest.oc_range() {
+                for t in 0..nt {
+                    let m = m0 + t * nc;
+                    let tile = &ctile[t * tile_len..];
+                    // SAFETY: this task alone writes channels oc_range, positions
+                    // m_lo..m_hi.
+                    unsafe {
+                        dest.store_row(oc, tile, 0, nc.min(m_hi - m), |k| {
+                            (n * g.c_out + k) * plane_out + m
+                        })
+                    };
+                }
             }
             m0 += width;
         }
