@@ -12,7 +12,9 @@ use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 
 use super::scratch::Scratch;
-use super::tiles::{compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileRows};
+use super::tiles::{
+    compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileRows, TileRun,
+};
 
 /// Padded input band of one task: small enough to stay in a 1 MiB L2 next to the
 /// weights, since every tile reads its rows from there (a band streamed from L3 halves
@@ -272,7 +274,7 @@ pub fn conv2d<T: ConvFloat>(
         let mut ctile =
             Scratch::<T>::zeroed(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
         let plane_out = g.h_out * g.w_out;
-        let mut segs = Vec::new();
+        let mut runs = Vec::new();
         let mut t0 = 0;
         while t0 < tiles {
             let nt = group.min(tiles - t0);
@@ -291,7 +293,7 @@ pub fn conv2d<T: ConvFloat>(
             );
             // Tile t covers flattened band positions m0..m_end: one segment per band row,
             // of which the first `cols` columns are output.
-            segs.clear();
+            runs.clear();
             for t in 0..nt {
                 let m0 = (t0 + t) * nc;
                 let m_end = (m0 + nc).min(m_len);
@@ -300,22 +302,20 @@ pub fn conv2d<T: ConvFloat>(
                     let (p, q) = (m / pitch, m % pitch);
                     let seg = (pitch - q).min(m_end - m);
                     if q < cols {
-                        let at = (p0 + p) * g.w_out + q0 + q;
-                        segs.push((t, m - m0, seg.min(cols - q), at));
+                        runs.push(TileRun {
+                            t,
+                            j: m - m0,
+                            len: seg.min(cols - q),
+                            at: (p0 + p) * g.w_out + q0 + q,
+                        });
                     }
                     m += seg;
                 }
             }
-            for oc in dest.oc_range() {
-                for &(t, j, len, at) in &segs {
-                    let tile = &ctile[t * blocks.len() * mr * nc..];
-                    // SAFETY: this task alone writes channels oc_range, rows p0..p0+rows,
-                    // columns q0..q0+cols.
-                    unsafe {
-                        dest.store_row(oc, tile, j, len, |k| (n * g.c_out + k) * plane_out + at)
-                    };
-                }
-            }
+            let tile_len = blocks.len() * mr * nc;
+            // SAFETY: this task alone writes channels oc_range, rows p0..p0+rows, columns
+            // q0..q0+cols.
+            unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane_out) };
             t0 += nt;
         }
         Ok(())
@@ -355,6 +355,7 @@ fn pointwise<T: ConvFloat>(
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let group = tiles_per_group(kern, blocks.len());
         let mut ctile = Scratch::<T>::zeroed(group * blocks.len() * mr * nc, "output tiles")?;
+        let mut runs = Vec::with_capacity(group);
         let mut m0 = m_lo;
         while m0 < m_hi {
             // Whole tiles inside the plane read the input; reading nc positions past its
@@ -391,15 +392,11 @@ fn pointwise<T: ConvFloat>(
                     &mut ctile,
                 );
             }
-            for oc in dest.oc_range() {
-                for t in 0..nt {
-                    let m = m0 + t * nc;
-                    let len = nc.min(m_hi - m);
-                    let tile = &ctile[t * blocks.len() * mr * nc..];
-                    // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-                    unsafe { dest.store_row(oc, tile, 0, len, |k| (n * g.c_out + k) * plane + m) };
-                }
-            }
+            runs.clear();
+            runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));
+            let tile_len = blocks.len() * mr * nc;
+            // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+            unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane) };
             m0 += nt * nc;
         }
         Ok(())

@@ -10,7 +10,7 @@ use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 
 use super::scratch::Scratch;
-use super::tiles::{compute_tiles, GroupWeights, Offsets, Split, TileRows};
+use super::tiles::{compute_tiles, GroupWeights, Offsets, Split, TileRows, TileRun};
 
 /// Largest panel, in bytes, when it spans several tiles. A short reduction (depthwise and
 /// other small groups) makes one tile's panel tiny, and then the per-panel work (the
@@ -133,6 +133,7 @@ pub fn conv2d<T: ConvFloat>(
         let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane_out);
         let mut panel = Scratch::<T>::zeroed(kt * width, "im2col panel")?;
         let mut segs = Vec::new();
+        let mut runs = Vec::with_capacity(per_panel);
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let tile_len = blocks.len() * mr * nc;
@@ -155,19 +156,10 @@ pub fn conv2d<T: ConvFloat>(
                 &offs,
                 &mut ctile,
             );
-            for oc in dest.oc_range() {
-                for t in 0..nt {
-                    let m = m0 + t * nc;
-                    let tile = &ctile[t * tile_len..];
-                    // SAFETY: this task alone writes channels oc_range, positions
-                    // m_lo..m_hi.
-                    unsafe {
-                        dest.store_row(oc, tile, 0, nc.min(m_hi - m), |k| {
-                            (n * g.c_out + k) * plane_out + m
-                        })
-                    };
-                }
-            }
+            runs.clear();
+            runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));
+            // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+            unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane_out) };
             m0 += width;
         }
         Ok(())
