@@ -705,6 +705,22 @@ THREAD_CASES = {
     "few-per-group-4": {"x": (1, 32, 30, 33), "w": (32, 4, 3, 3), "padding": 1, "groups": 8},
     "few-per-group-5": {"x": (1, 10, 30, 31), "w": (10, 5, 3, 3), "padding": 1, "groups": 2},
     "few-per-group-9": {"x": (1, 18, 20, 21), "w": (18, 9, 3, 3), "stride": (1, 2), "groups": 2},
+    # The row algorithm (auto and direct choose it for these at every SIMD level): rows
+    # longer than one kernel call, several channel blocks, padded kernel rows left out.
+    "rows": {"x": (1, 32, 48, 48), "w": (64, 32, 3, 3), "padding": 1},
+    "rows-strided-asymmetric": {
+        "x": (3, 32, 60, 50),
+        "w": (64, 32, 3, 3),
+        "stride": 2,
+        "padding": ((1, 0), (1, 1)),
+    },
+    "rows-dilated-grouped": {
+        "x": (1, 64, 50, 50),
+        "w": (128, 32, 3, 3),
+        "dilation": 2,
+        "padding": 2,
+        "groups": 2,
+    },
 }
 
 

@@ -4,6 +4,7 @@
 //! algorithm's `mod.rs` is its one dispatch point; its `scalar.rs` is the readable reference.
 
 pub mod planar;
+pub mod rows;
 pub mod tile;
 
 use std::ops::{Add, Mul};
@@ -26,6 +27,8 @@ pub trait ConvFloat:
     /// The implicit-GEMM microkernel for this type at `level`, for groups of `rows` output
     /// channels.
     fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<Self>;
+    /// The channel-blocked row microkernel for this type at `level`.
+    fn row_kernel(level: SimdLevel) -> rows::RowKernel<Self>;
 }
 
 impl ConvFloat for f32 {
@@ -33,11 +36,17 @@ impl ConvFloat for f32 {
     fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<f32> {
         tile::kernels_f32(level).for_rows(rows)
     }
+    fn row_kernel(level: SimdLevel) -> rows::RowKernel<f32> {
+        rows::kernel_f32(level)
+    }
 }
 
 impl ConvFloat for f64 {
     const ZERO: f64 = 0.0;
     fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<f64> {
         tile::kernels_f64(level).for_rows(rows)
+    }
+    fn row_kernel(level: SimdLevel) -> rows::RowKernel<f64> {
+        rows::kernel_f64(level)
     }
 }

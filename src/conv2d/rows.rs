@@ -1,0 +1,205 @@
+//! The row algorithm: direct convolution one output row at a time, output channels
+//! along the vector lanes (see [`RowKernel`]). The input is copied once into a
+//! zero-padded band of rows per task, the weights once per call into blocks of `v`
+//! output channels; kernel rows that fall in the top or bottom padding are left out.
+//! Unlike the band algorithm in `direct`, no lane computes a halo column or a position
+//! past the end of the image, which matters most on narrow images and strided layers.
+
+use crate::error::Result;
+use crate::geometry::ConvGeometry;
+use crate::kernels::rows::{RowArgs, RowKernel};
+use crate::kernels::ConvFloat;
+use crate::threading::{for_each_task, SharedOut};
+use crate::workspace::try_zeroed;
+
+use super::scratch::Scratch;
+use super::tiles::Split;
+
+/// Padded input band of one task. Every call reads `kh · channels` short runs of it, one
+/// per channel plane, so it must stay in L2: from L3 (`big`'s 1026-wide rows gave bands
+/// of 6 rows in 2 MiB) the latency of those scattered reads made the call 12-17 % slower
+/// than the band algorithm.
+const BAND_BYTES: usize = 1 << 20;
+/// Fewest output rows per band for which the row algorithm is chosen: shorter bands
+/// re-copy their halo rows too often.
+pub const MIN_BAND_ROWS: usize = 8;
+
+/// The weights of every group as blocks of `v` output channels, each
+/// `[kernel row][channel][kernel column][v]` (zeros past the group's last channel).
+fn pack_weights<T: ConvFloat>(
+    g: &ConvGeometry,
+    w: &[T],
+    v: usize,
+    threads: usize,
+) -> Result<Vec<T>> {
+    let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
+    let kt = cg * g.kh * g.kw;
+    let blocks = kg.div_ceil(v);
+    let mut packed = try_zeroed(g.groups * blocks * kt * v, "packed weights")?;
+    let out = SharedOut::new(&mut packed);
+    for_each_task(g.groups * blocks, threads.min(2 * blocks), |t| {
+        let (gi, blk) = (t / blocks, t % blocks);
+        // SAFETY: block `t` of the packed array belongs to this task alone.
+        let dst = unsafe { out.slice_mut(t * kt * v, kt * v) };
+        let channels = (kg - blk * v).min(v);
+        let rows = &w[(gi * kg + blk * v) * kt..][..channels * kt];
+        // OIHW offset a = (c, i, s) of a row goes to packed tap (i, c, s).
+        let target = |a: usize| {
+            let (ci, s) = (a / g.kw, a % g.kw);
+            ((ci % g.kh) * cg + ci / g.kh) * g.kw + s
+        };
+        // One cache line of every row at a time: its taps are written out whole (`v`
+        // channels each, contiguous), and the rows' next lines are prefetched, since
+        // `v` streams at a stride of `kt` elements outrun the hardware prefetcher.
+        const LINE: usize = 64;
+        let step = (LINE / std::mem::size_of::<T>()).max(1);
+        for a0 in (0..kt).step_by(step) {
+            #[cfg(target_arch = "x86_64")]
+            if a0 + 4 * step < kt {
+                for row in rows.chunks_exact(kt) {
+                    // SAFETY: the address is inside `row`; a prefetch reads nothing.
+                    unsafe {
+                        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(a0 + 4 * step).cast());
+                    }
+                }
+            }
+            for a in a0..(a0 + step).min(kt) {
+                let to = &mut dst[target(a) * v..][..channels];
+                for (d, row) in to.iter_mut().zip(rows.chunks_exact(kt)) {
+                    *d = row[a];
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(packed)
+}
+
+/// Kernel rows `lo..hi` of output row `p` that read input rows rather than padding.
+fn live_kernel_rows(g: &ConvGeometry, p: usize) -> (usize, usize) {
+    let top = p * g.sh; // padded row of kernel row 0
+    let lo = g.pad_top.saturating_sub(top).div_ceil(g.dh).min(g.kh);
+    let hi = (g.pad_top + g.h)
+        .saturating_sub(top)
+        .div_ceil(g.dh)
+        .min(g.kh);
+    (lo, hi.max(lo))
+}
+
+/// Output rows per band: as many as fit `BAND_BYTES` with their halo, at least one.
+pub fn band_rows(g: &ConvGeometry, elem: usize) -> usize {
+    let pitch = g.pad_left + g.w + g.pad_right;
+    let per_row = g.c_in_per_group() * pitch * elem;
+    let rows_in = BAND_BYTES / per_row.max(1);
+    let halo = g.dh * (g.kh - 1);
+    (rows_in.saturating_sub(halo + 1) / g.sh + 1).min(g.h_out)
+}
+
+pub fn conv2d<T: ConvFloat>(
+    g: &ConvGeometry,
+    kern: &RowKernel<T>,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    threads: usize,
+) -> Result<()> {
+    let v = kern.v;
+    let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
+    let kt = cg * g.kh * g.kw;
+    let packed = pack_weights(g, w, v, threads)?;
+    let pitch = g.pad_left + g.w + g.pad_right;
+    let max_rows = band_rows(g, std::mem::size_of::<T>());
+    let bands = g.h_out.div_ceil(max_rows);
+    let split = Split::choose(g, threads, bands, g.h_out, v, false);
+    let rows_per_task = g.h_out.div_ceil(split.m_chunks);
+    let plane_out = g.h_out * g.w_out;
+    let out = SharedOut::new(y);
+    for_each_task(split.tasks(g), threads, |t| {
+        let (n, gi, m_chunk, oc_range) = split.task(g, t, v);
+        let p0 = m_chunk * rows_per_task;
+        if p0 >= g.h_out || oc_range.is_empty() {
+            return Ok(());
+        }
+        let p1 = (p0 + rows_per_task).min(g.h_out);
+        let rows_in = (p1 - p0 - 1) * g.sh + g.dh * (g.kh - 1) + 1;
+        let x_group = &x[(n * g.c_in + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
+        let band = fill(g, x_group, p0 * g.sh, rows_in, pitch)?;
+        // The farthest element any call reads: last channel, band row and column.
+        let last = (cg - 1) * rows_in * pitch
+            + (rows_in - 1) * pitch
+            + (g.w_out - 1) * g.sw
+            + (g.kw - 1) * g.dw;
+        assert!(last < band.len());
+        let mut row_buf = Scratch::<T>::zeroed(g.w_out * v, "output row")?;
+        for blk in oc_range.start / v..oc_range.end.div_ceil(v) {
+            let w_blk = &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v];
+            for p in p0..p1 {
+                let (lo, hi) = live_kernel_rows(g, p);
+                if hi == lo {
+                    row_buf.fill(T::ZERO);
+                }
+                let mut q0 = 0;
+                while q0 < g.w_out && hi > lo {
+                    let r = kern.rmax.min(g.w_out - q0);
+                    let args = RowArgs {
+                        x: band[((p - p0) * g.sh + lo * g.dh) * pitch + q0 * g.sw..].as_ptr(),
+                        kh_step: g.dh * pitch,
+                        channel: rows_in * pitch,
+                        kw_step: g.dw,
+                        pos_step: g.sw,
+                        kh: hi - lo,
+                        channels: cg,
+                        kw: g.kw,
+                        w: w_blk[lo * cg * g.kw * v..].as_ptr(),
+                        out: row_buf[q0 * v..].as_mut_ptr(),
+                    };
+                    // SAFETY: every read is inside the band (the farthest was checked
+                    // above) and the block's weights; the results fit the row buffer.
+                    unsafe { kern.run(r, &args) };
+                    q0 += r;
+                }
+                for j in 0..v.min(oc_range.end - blk * v) {
+                    let k = gi * kg + blk * v + j;
+                    let add = bias.map_or(T::ZERO, |b| b[k]);
+                    // SAFETY: this task alone writes channels oc_range of rows p0..p1.
+                    let dst = unsafe {
+                        out.slice_mut((n * g.c_out + k) * plane_out + p * g.w_out, g.w_out)
+                    };
+                    for (q, d) in dst.iter_mut().enumerate() {
+                        *d = row_buf[q * v + j] + add;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The zero-padded rows `r0..r0 + rows` (padded coordinates) of every channel of one
+/// image and group, `pitch` wide, written front to back.
+fn fill<T: ConvFloat>(
+    g: &ConvGeometry,
+    x_group: &[T],
+    r0: usize,
+    rows: usize,
+    pitch: usize,
+) -> Result<Scratch<T>> {
+    let mut band = Scratch::with_capacity(g.c_in_per_group() * rows * pitch, "input band")?;
+    let zeros = |band: &mut Scratch<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
+    for c in 0..g.c_in_per_group() {
+        let x_c = &x_group[c * g.h * g.w..][..g.h * g.w];
+        for r in r0..r0 + rows {
+            match r.checked_sub(g.pad_top).filter(|&s| s < g.h) {
+                Some(s) => {
+                    zeros(&mut band, g.pad_left);
+                    band.extend_from_slice(&x_c[s * g.w..][..g.w]);
+                    zeros(&mut band, g.pad_right);
+                }
+                None => zeros(&mut band, pitch),
+            }
+        }
+    }
+    Ok(band)
+}

@@ -1,0 +1,160 @@
+//! The channel-blocked row microkernel behind conv2d's row algorithm.
+//!
+//! One call computes `r` consecutive output positions of one output row for a block of
+//! `v` output channels: `out[p·v + o] = Σ_{i, c, s} x[i·kh_step + c·channel + s·kw_step +
+//! p·pos_step] · w[((i·c_count + c)·kw + s)·v + o]`. Output channels run along the vector
+//! lanes (the weights are packed `[kernel row][channel][kernel column][v]`, one vector
+//! load per tap) and positions are broadcast from the padded input, so no lane is
+//! wasted on a short row or a halo, positions may be strided, and a kernel row that
+//! falls in the padding is left out by starting and ending the reduction elsewhere.
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::simd::SimdLevel;
+
+/// The operands of one call; see [`RowKernel::run`].
+pub struct RowArgs<T> {
+    /// Input value of the first kernel row, channel 0, kernel column 0, position 0.
+    pub x: *const T,
+    /// Input strides between kernel rows, channels, kernel columns and positions.
+    pub kh_step: usize,
+    pub channel: usize,
+    pub kw_step: usize,
+    pub pos_step: usize,
+    /// Kernel rows, channels and kernel columns to sum over.
+    pub kh: usize,
+    pub channels: usize,
+    pub kw: usize,
+    /// Packed weights of the first kernel row: `kh · channels · kw` vectors of `v`.
+    pub w: *const T,
+    /// `r · v` results, position-major.
+    pub out: *mut T,
+}
+
+/// Signature of a row microkernel: `r` (1..=`rmax`) positions.
+pub type RowFn<T> = unsafe fn(r: usize, a: &RowArgs<T>);
+
+#[derive(Clone, Copy)]
+pub struct RowKernel<T> {
+    /// Output channels per block (vector lanes × vectors).
+    pub v: usize,
+    /// Most positions per call.
+    pub rmax: usize,
+    pub name: &'static str,
+    func: RowFn<T>,
+}
+
+impl<T> RowKernel<T> {
+    pub const fn new(v: usize, rmax: usize, name: &'static str, func: RowFn<T>) -> Self {
+        RowKernel {
+            v,
+            rmax,
+            name,
+            func,
+        }
+    }
+
+    /// Computes `r` positions into `a.out` (overwritten).
+    ///
+    /// # Safety
+    /// `1 <= r <= rmax`; every input element the sum names is readable, `a.w` holds
+    /// `a.kh · a.channels · a.kw · v` readable elements and `a.out` `r · v` writable ones.
+    #[inline]
+    pub unsafe fn run(&self, r: usize, a: &RowArgs<T>) {
+        assert!((1..=self.rmax).contains(&r));
+        // SAFETY: forwarded contract; `func` was chosen for a level this CPU supports.
+        unsafe { (self.func)(r, a) }
+    }
+}
+
+pub fn kernel_f32(level: SimdLevel) -> RowKernel<f32> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::F32_AVX512,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => x86::F32_AVX2,
+        _ => scalar::F32,
+    }
+}
+
+pub fn kernel_f64(level: SimdLevel) -> RowKernel<f64> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::F64_AVX512,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => x86::F64_AVX2,
+        _ => scalar::F64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tile::available_levels;
+
+    fn check<T: Copy + Default>(kern: RowKernel<T>, to: fn(f64) -> T, from: fn(T) -> f64) {
+        let v = kern.v;
+        let (kh, channels, kw) = (2, 3, 3);
+        let (kh_step, channel, kw_step, pos_step) = (97, 211, 2, 3);
+        let x: Vec<T> = (0..1200)
+            .map(|i| to(((i * 7) % 23) as f64 - 11.0))
+            .collect();
+        let w: Vec<T> = (0..kh * channels * kw * v)
+            .map(|i| to(((i * 5) % 17) as f64 - 8.0))
+            .collect();
+        for r in 1..=kern.rmax {
+            let mut out = vec![to(f64::NAN); r * v];
+            let a = RowArgs {
+                x: x.as_ptr(),
+                kh_step,
+                channel,
+                kw_step,
+                pos_step,
+                kh,
+                channels,
+                kw,
+                w: w.as_ptr(),
+                out: out.as_mut_ptr(),
+            };
+            // SAFETY: the largest index read is within x (checked by the slice below).
+            assert!(
+                (kh - 1) * kh_step
+                    + (channels - 1) * channel
+                    + (kw - 1) * kw_step
+                    + (r - 1) * pos_step
+                    < x.len()
+            );
+            unsafe { kern.run(r, &a) };
+            for p in 0..r {
+                for o in 0..v {
+                    let mut want = 0.0;
+                    for i in 0..kh {
+                        for c in 0..channels {
+                            for s in 0..kw {
+                                let xi = i * kh_step + c * channel + s * kw_step + p * pos_step;
+                                want +=
+                                    from(x[xi]) * from(w[((i * channels + c) * kw + s) * v + o]);
+                            }
+                        }
+                    }
+                    assert_eq!(
+                        from(out[p * v + o]),
+                        want,
+                        "{} r {r} p {p} o {o}",
+                        kern.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_matches_the_definition() {
+        for level in available_levels() {
+            check(kernel_f32(level), |v| v as f32, |v| v as f64);
+            check(kernel_f64(level), |v| v, |v| v);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Reference row kernel: the definition, in plain loops. Also the fallback on CPUs
+//! without a SIMD set.
+
+use super::{RowArgs, RowKernel};
+
+pub const F32: RowKernel<f32> = RowKernel::new(8, 4, "scalar-4x8", run::<f32>);
+pub const F64: RowKernel<f64> = RowKernel::new(8, 4, "scalar-4x8", run::<f64>);
+
+const V: usize = 8;
+
+/// # Safety
+/// See [`RowKernel::run`].
+unsafe fn run<T>(r: usize, a: &RowArgs<T>)
+where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
+    let mut acc = [[T::default(); V]; 4];
+    let mut w = a.w;
+    for i in 0..a.kh {
+        for c in 0..a.channels {
+            for s in 0..a.kw {
+                // SAFETY: the caller guarantees `v` weights per tap and every input the
+                // sum names.
+                let wv = unsafe { std::slice::from_raw_parts(w, V) };
+                let x = unsafe { a.x.add(i * a.kh_step + c * a.channel + s * a.kw_step) };
+                for (p, acc_p) in acc.iter_mut().enumerate().take(r) {
+                    let xp = unsafe { *x.add(p * a.pos_step) };
+                    for (acc_po, &w_o) in acc_p.iter_mut().zip(wv) {
+                        *acc_po = *acc_po + xp * w_o;
+                    }
+                }
+                w = unsafe { w.add(V) };
+            }
+        }
+    }
+    // SAFETY: the caller guarantees `r · v` writable results.
+    let out = unsafe { std::slice::from_raw_parts_mut(a.out, r * V) };
+    for (dst, acc_p) in out.chunks_exact_mut(V).zip(&acc) {
+        dst.copy_from_slice(acc_p);
+    }
+}
