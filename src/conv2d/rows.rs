@@ -37,7 +37,7 @@ fn pack_weights<T: ConvFloat>(
     let blocks = kg.div_ceil(v);
     let mut packed = try_zeroed(g.groups * blocks * kt * v, "packed weights")?;
     let out = SharedOut::new(&mut packed);
-    for_each_task(g.groups * blocks, threads.min(2 * blocks), |t| {
+    for_each_task(g.groups * blocks, threads, |t| {
         let (gi, blk) = (t / blocks, t % blocks);
         // SAFETY: block `t` of the packed array belongs to this task alone.
         let dst = unsafe { out.slice_mut(t * kt * v, kt * v) };
