@@ -136,7 +136,6 @@ impl BandLayout {
         let planes = g.c_in_per_group() * self.planes_per_channel();
         let len = planes * (rows + self.halo_rows) * pitch + slack;
         let mut band = Scratch::with_capacity(len, "input band")?;
-        let zeros = |band: &mut Scratch<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
         for c in 0..g.c_in_per_group() {
             let x_c = &x_group[c * g.h * g.w..(c + 1) * g.h * g.w];
             for &a in &self.row_phases {
@@ -152,11 +151,11 @@ impl BandLayout {
                     for i in 0..rows + self.halo_rows {
                         let pr = g.sh * (p0 + i) + a;
                         let Some(src_r) = pr.checked_sub(g.pad_top).filter(|&r| r < g.h) else {
-                            zeros(&mut band, pitch);
+                            band.extend_zeros(pitch);
                             continue;
                         };
                         let x_row = &x_c[src_r * g.w..(src_r + 1) * g.w];
-                        zeros(&mut band, j_lo);
+                        band.extend_zeros(j_lo);
                         if j_hi > j_lo {
                             let first = c0 + g.sw * j_lo - g.pad_left;
                             if g.sw == 1 {
@@ -165,12 +164,12 @@ impl BandLayout {
                                 gather(&mut band, &x_row[first..], g.sw, j_hi - j_lo);
                             }
                         }
-                        zeros(&mut band, pitch - j_hi);
+                        band.extend_zeros(pitch - j_hi);
                     }
                 }
             }
         }
-        zeros(&mut band, slack);
+        band.extend_zeros(slack);
         debug_assert_eq!(band.len(), len);
         Ok(band)
     }

@@ -295,6 +295,22 @@ mod tests {
             let red = (g.c_in_per_group() * g.kh * g.kw).max(1) as f64;
             let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             let tol = eps * scale * red.sqrt();
+            // Within `tol` of the reference, and the bits of the first thread count run.
+            let agree = |what: String, y: Vec<T>, first: &mut Option<Vec<T>>| {
+                for (i, (&got, &r)) in y.iter().zip(&want).enumerate() {
+                    let err = (from(got) - r).abs();
+                    assert!(err <= tol, "{g:?} {what}: y[{i}] = {} want {r}", from(got));
+                }
+                match first {
+                    None => *first = Some(y),
+                    Some(f) => assert!(
+                        f.iter()
+                            .zip(&y)
+                            .all(|(a, b)| from(*a).to_bits() == from(*b).to_bits()),
+                        "{g:?} {what}: changed bits"
+                    ),
+                }
+            };
             for level in available_levels() {
                 for algo in [Algorithm::Auto, Algorithm::Direct, Algorithm::Im2col] {
                     let mut first: Option<Vec<T>> = None;
@@ -312,23 +328,11 @@ mod tests {
                         } else {
                             conv2d_on(&g, &x, &w, bias, &mut y_t, algo, level, threads).unwrap();
                         }
-                        for (i, (&got, &r)) in y_t.iter().zip(&want).enumerate() {
-                            let err = (from(got) - r).abs();
-                            assert!(
-                                err <= tol,
-                                "{g:?} {algo:?} {level:?} threads {threads}: y[{i}] = {} want {r}",
-                                from(got)
-                            );
-                        }
-                        match &first {
-                            None => first = Some(y_t),
-                            Some(f) => assert!(
-                                f.iter()
-                                    .zip(&y_t)
-                                    .all(|(a, b)| from(*a).to_bits() == from(*b).to_bits()),
-                                "{g:?} {algo:?} {level:?}: threads {threads} changed bits"
-                            ),
-                        }
+                        agree(
+                            format!("{algo:?} {level:?} threads {threads}"),
+                            y_t,
+                            &mut first,
+                        );
                     }
                 }
                 // Both direct algorithms on every shape, whichever `choose` prefers.
@@ -339,19 +343,11 @@ mod tests {
                             let mut y = vec![to(f64::NAN); want.len()];
                             let bias = with_bias.then_some(&b[..]);
                             run_path(&g, &x, &w, bias, &mut y, path, level, threads).unwrap();
-                            for (i, (&got, &r)) in y.iter().zip(&want).enumerate() {
-                                let err = (from(got) - r).abs();
-                                assert!(err <= tol, "{g:?} {path:?} {level:?}: y[{i}]");
-                            }
-                            match &first {
-                                None => first = Some(y),
-                                Some(f) => assert!(
-                                    f.iter()
-                                        .zip(&y)
-                                        .all(|(a, b)| from(*a).to_bits() == from(*b).to_bits()),
-                                    "{g:?} {path:?} {level:?}: threads {threads} changed bits"
-                                ),
-                            }
+                            agree(
+                                format!("{path:?} {level:?} threads {threads}"),
+                                y,
+                                &mut first,
+                            );
                         }
                     }
                 }

@@ -87,10 +87,14 @@ fn live_kernel_rows(g: &ConvGeometry, p: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
+/// Elements per band row: the input row with its left and right padding.
+fn pitch(g: &ConvGeometry) -> usize {
+    g.pad_left + g.w + g.pad_right
+}
+
 /// Output rows per band: as many as fit `BAND_BYTES` with their halo, at least one.
 pub fn band_rows(g: &ConvGeometry, elem: usize) -> usize {
-    let pitch = g.pad_left + g.w + g.pad_right;
-    let per_row = g.c_in_per_group() * pitch * elem;
+    let per_row = g.c_in_per_group() * pitch(g) * elem;
     let rows_in = BAND_BYTES / per_row.max(1);
     let halo = g.dh * (g.kh - 1);
     (rows_in.saturating_sub(halo + 1) / g.sh + 1).min(g.h_out)
@@ -109,7 +113,7 @@ pub fn conv2d<T: ConvFloat>(
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
     let packed = pack_weights(g, w, v, threads)?;
-    let pitch = g.pad_left + g.w + g.pad_right;
+    let pitch = pitch(g);
     let max_rows = band_rows(g, std::mem::size_of::<T>());
     let bands = g.h_out.div_ceil(max_rows);
     let split = Split::choose(g, threads, bands, g.h_out, v, false);
@@ -137,11 +141,12 @@ pub fn conv2d<T: ConvFloat>(
             let w_blk = &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v];
             for p in p0..p1 {
                 let (lo, hi) = live_kernel_rows(g, p);
-                if hi == lo {
+                // With every kernel row in the padding, the row is the bias alone.
+                let live_cols = if hi > lo { g.w_out } else { 0 };
+                if live_cols == 0 {
                     row_buf.fill(T::ZERO);
                 }
-                let mut q0 = 0;
-                while q0 < g.w_out && hi > lo {
+                for q0 in (0..live_cols).step_by(kern.rmax) {
                     let r = kern.rmax.min(g.w_out - q0);
                     let args = RowArgs {
                         x: band[((p - p0) * g.sh + lo * g.dh) * pitch + q0 * g.sw..].as_ptr(),
@@ -158,7 +163,6 @@ pub fn conv2d<T: ConvFloat>(
                     // SAFETY: every read is inside the band (the farthest was checked
                     // above) and the block's weights; the results fit the row buffer.
                     unsafe { kern.run(r, &args) };
-                    q0 += r;
                 }
                 for j in 0..v.min(oc_range.end - blk * v) {
                     let k = gi * kg + blk * v + j;
@@ -187,17 +191,16 @@ fn fill<T: ConvFloat>(
     pitch: usize,
 ) -> Result<Scratch<T>> {
     let mut band = Scratch::with_capacity(g.c_in_per_group() * rows * pitch, "input band")?;
-    let zeros = |band: &mut Scratch<T>, k: usize| band.extend(std::iter::repeat_n(T::ZERO, k));
     for c in 0..g.c_in_per_group() {
         let x_c = &x_group[c * g.h * g.w..][..g.h * g.w];
         for r in r0..r0 + rows {
             match r.checked_sub(g.pad_top).filter(|&s| s < g.h) {
                 Some(s) => {
-                    zeros(&mut band, g.pad_left);
+                    band.extend_zeros(g.pad_left);
                     band.extend_from_slice(&x_c[s * g.w..][..g.w]);
-                    zeros(&mut band, g.pad_right);
+                    band.extend_zeros(g.pad_right);
                 }
-                None => zeros(&mut band, pitch),
+                None => band.extend_zeros(pitch),
             }
         }
     }

@@ -42,6 +42,11 @@ impl<T: Copy + Default + 'static> Scratch<T> {
         s.buf.resize(len, T::default());
         Ok(s)
     }
+
+    /// Appends `k` zeros (`T::default()`): the padding of a band written front to back.
+    pub fn extend_zeros(&mut self, k: usize) {
+        self.buf.resize(self.buf.len() + k, T::default());
+    }
 }
 
 /// The cached `Vec<T>` that best fits `cap`: the smallest with enough room, else the

@@ -3,10 +3,12 @@
 
 use super::{RowArgs, RowKernel};
 
-pub const F32: RowKernel<f32> = RowKernel::new(8, 4, "scalar-4x8", run::<f32>);
-pub const F64: RowKernel<f64> = RowKernel::new(8, 4, "scalar-4x8", run::<f64>);
-
+/// Output channels per block and most positions per call.
 const V: usize = 8;
+const RMAX: usize = 4;
+
+pub const F32: RowKernel<f32> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f32>);
+pub const F64: RowKernel<f64> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f64>);
 
 /// # Safety
 /// See [`RowKernel::run`].
@@ -14,7 +16,7 @@ unsafe fn run<T>(r: usize, a: &RowArgs<T>)
 where
     T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
 {
-    let mut acc = [[T::default(); V]; 4];
+    let mut acc = [[T::default(); V]; RMAX];
     let mut w = a.w;
     for i in 0..a.kh {
         for c in 0..a.channels {
