@@ -10,7 +10,7 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::rows::{RowArgs, RowKernel};
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::try_zeroed;
+use crate::workspace::{try_reserved, try_zeroed};
 
 use super::scratch::Scratch;
 use super::tiles::Split;
@@ -28,12 +28,19 @@ pub const MIN_BAND_ROWS: usize = 8;
 /// `[kernel row][channel][kernel column][v]` (zeros past the group's last channel).
 fn pack_weights<T: ConvFloat>(
     g: &ConvGeometry,
+    kern: &RowKernel<T>,
     w: &[T],
-    v: usize,
     threads: usize,
 ) -> Result<Vec<T>> {
+    let v = kern.v;
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
+    // OIHW tap a = (c, i, s) of a row goes to packed tap (i, c, s).
+    let mut targets = try_reserved(kt, "packed tap order")?;
+    targets.extend((0..kt).map(|a| {
+        let (ci, s) = (a / g.kw, a % g.kw);
+        ((ci % g.kh) * cg + ci / g.kh) * g.kw + s
+    }));
     let blocks = kg.div_ceil(v);
     let mut packed = try_zeroed(g.groups * blocks * kt * v, "packed weights")?;
     let out = SharedOut::new(&mut packed);
@@ -42,35 +49,11 @@ fn pack_weights<T: ConvFloat>(
         // SAFETY: block `t` of the packed array belongs to this task alone.
         let dst = unsafe { out.slice_mut(t * kt * v, kt * v) };
         let channels = (kg - blk * v).min(v);
-        let rows = &w[(gi * kg + blk * v) * kt..][..channels * kt];
-        // OIHW offset a = (c, i, s) of a row goes to packed tap (i, c, s).
-        let target = |a: usize| {
-            let (ci, s) = (a / g.kw, a % g.kw);
-            ((ci % g.kh) * cg + ci / g.kh) * g.kw + s
-        };
-        // One cache line of every row at a time: its taps are written out whole (`v`
-        // channels each, contiguous), and the rows' next lines are prefetched, since
-        // `v` streams at a stride of `kt` elements outrun the hardware prefetcher.
-        const LINE: usize = 64;
-        let step = (LINE / std::mem::size_of::<T>()).max(1);
-        for a0 in (0..kt).step_by(step) {
-            #[cfg(target_arch = "x86_64")]
-            if a0 + 4 * step < kt {
-                for row in rows.chunks_exact(kt) {
-                    // SAFETY: the address is inside `row`; a prefetch reads nothing.
-                    unsafe {
-                        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(a0 + 4 * step).cast());
-                    }
-                }
-            }
-            for a in a0..(a0 + step).min(kt) {
-                let to = &mut dst[target(a) * v..][..channels];
-                for (d, row) in to.iter_mut().zip(rows.chunks_exact(kt)) {
-                    *d = row[a];
-                }
-            }
-        }
+        kern.pack(
+            &w[(gi * kg + blk * v) * kt..][..channels * kt],
+            &targets,
+            dst,
+        );
         Ok(())
     })?;
     Ok(packed)
@@ -112,7 +95,7 @@ pub fn conv2d<T: ConvFloat>(
     let v = kern.v;
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
-    let packed = pack_weights(g, w, v, threads)?;
+    let packed = pack_weights(g, kern, w, threads)?;
     let pitch = pitch(g);
     let max_rows = band_rows(g, std::mem::size_of::<T>());
     let bands = g.h_out.div_ceil(max_rows);

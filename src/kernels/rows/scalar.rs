@@ -1,14 +1,41 @@
 //! Reference row kernel: the definition, in plain loops. Also the fallback on CPUs
 //! without a SIMD set.
 
+use std::ops::Range;
+
 use super::{RowArgs, RowKernel};
 
 /// Output channels per block and most positions per call.
 const V: usize = 8;
 const RMAX: usize = 4;
 
-pub const F32: RowKernel<f32> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f32>);
-pub const F64: RowKernel<f64> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f64>);
+pub const F32: RowKernel<f32> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f32>, pack::<f32>);
+pub const F64: RowKernel<f64> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f64>, pack::<f64>);
+
+/// See [`RowKernel::pack`].
+fn pack<T: Copy>(rows: &[T], targets: &[usize], v: usize, dst: &mut [T]) {
+    let kt = targets.len();
+    pack_part(rows, targets, v, dst, 0..rows.len() / kt, 0..kt);
+}
+
+/// The packer's definition for rows `js` and taps `taps` of the block: the reference,
+/// and the edges the vector packers leave over.
+pub fn pack_part<T: Copy>(
+    rows: &[T],
+    targets: &[usize],
+    v: usize,
+    dst: &mut [T],
+    js: Range<usize>,
+    taps: Range<usize>,
+) {
+    let kt = targets.len();
+    for j in js {
+        let row = &rows[j * kt..][..kt];
+        for a in taps.clone() {
+            dst[targets[a] * v + j] = row[a];
+        }
+    }
+}
 
 /// # Safety
 /// See [`RowKernel::run`].
