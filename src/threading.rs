@@ -404,6 +404,16 @@ impl<T> SharedOut<T> {
         // SAFETY: in bounds (checked above) and exclusive (caller's contract).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
+
+    /// A pointer to element `start`, for a writer that touches scattered elements of
+    /// `start..start + extent` (a slice over the range would also cover other tasks'
+    /// elements in between).
+    pub fn ptr_at(&self, start: usize, extent: usize) -> *mut T {
+        assert!(start + extent <= self.len);
+        // SAFETY: in bounds (checked above); the pointer is only dereferenced under its
+        // user's contract.
+        unsafe { self.ptr.add(start) }
+    }
 }
 
 #[cfg(test)]

@@ -36,10 +36,10 @@ fn pack_weights<T: ConvFloat>(
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
     // OIHW tap a = (c, i, s) of a row goes to packed tap (i, c, s).
-    let mut targets = try_reserved(kt, "packed tap order")?;
-    targets.extend((0..kt).map(|a| {
+    let mut offsets = try_reserved(kt, "packed tap order")?;
+    offsets.extend((0..kt).map(|a| {
         let (ci, s) = (a / g.kw, a % g.kw);
-        ((ci % g.kh) * cg + ci / g.kh) * g.kw + s
+        (((ci % g.kh) * cg + ci / g.kh) * g.kw + s) * v
     }));
     let blocks = kg.div_ceil(v);
     let mut packed = try_zeroed(g.groups * blocks * kt * v, "packed weights")?;
@@ -51,7 +51,7 @@ fn pack_weights<T: ConvFloat>(
         let channels = (kg - blk * v).min(v);
         kern.pack(
             &w[(gi * kg + blk * v) * kt..][..channels * kt],
-            &targets,
+            &offsets,
             dst,
         );
         Ok(())
@@ -120,6 +120,9 @@ pub fn conv2d<T: ConvFloat>(
             + (g.kw - 1) * g.dw;
         assert!(last < band.len());
         let mut row_buf = Scratch::<T>::zeroed(g.w_out * v, "output row")?;
+        // Offset of each channel's output row from the block's first.
+        let mut channel_rows = try_reserved(v, "output row offsets")?;
+        channel_rows.extend((0..v).map(|j| j * plane_out));
         for blk in oc_range.start / v..oc_range.end.div_ceil(v) {
             let w_blk = &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v];
             for p in p0..p1 {
@@ -147,17 +150,14 @@ pub fn conv2d<T: ConvFloat>(
                     // above) and the block's weights; the results fit the row buffer.
                     unsafe { kern.run(r, &args) };
                 }
-                for j in 0..v.min(oc_range.end - blk * v) {
-                    let k = gi * kg + blk * v + j;
-                    let add = bias.map_or(T::ZERO, |b| b[k]);
-                    // SAFETY: this task alone writes channels oc_range of rows p0..p1.
-                    let dst = unsafe {
-                        out.slice_mut((n * g.c_out + k) * plane_out + p * g.w_out, g.w_out)
-                    };
-                    for (q, d) in dst.iter_mut().enumerate() {
-                        *d = row_buf[q * v + j] + add;
-                    }
-                }
+                let k0 = gi * kg + blk * v;
+                let channels = &channel_rows[..v.min(oc_range.end - blk * v)];
+                let start = (n * g.c_out + k0) * plane_out + p * g.w_out;
+                let dst = out.ptr_at(start, (channels.len() - 1) * plane_out + g.w_out);
+                let add = bias.map(|b| &b[k0..k0 + channels.len()]);
+                // SAFETY: this task alone writes channels oc_range of rows p0..p1, and
+                // `ptr_at` checked that the last channel's row lies in the output.
+                unsafe { kern.store(&row_buf, g.w_out, channels, add, dst) };
             }
         }
         Ok(())

@@ -36,8 +36,16 @@ pub struct RowArgs<T> {
 /// Signature of a row microkernel: `r` (1..=`rmax`) positions.
 pub type RowFn<T> = unsafe fn(r: usize, a: &RowArgs<T>);
 
-/// Signature of a weight packer; see [`RowKernel::pack`] for the contract.
-pub type PackFn<T> = unsafe fn(rows: &[T], targets: &[usize], v: usize, dst: &mut [T]);
+/// Signature of a block transpose: `dst[offsets[c] + r] = src[r·ld + c] (+ add[c])` for
+/// every column `c < offsets.len()` and row `r < rows`. It packs the weights (rows are
+/// output channels, columns taps) and stores each output row (rows are positions,
+/// columns output channels, plus the bias).
+///
+/// # Safety
+/// `src` holds `(rows − 1)·ld + offsets.len()` elements, `add` (if any) at least
+/// `offsets.len()`; every `dst + offsets[c] + r` is writable, not aliased and not in `src`.
+pub type TransposeFn<T> =
+    unsafe fn(src: &[T], ld: usize, rows: usize, offsets: &[usize], add: Option<&[T]>, dst: *mut T);
 
 #[derive(Clone, Copy)]
 pub struct RowKernel<T> {
@@ -47,7 +55,7 @@ pub struct RowKernel<T> {
     pub rmax: usize,
     pub name: &'static str,
     func: RowFn<T>,
-    pack: PackFn<T>,
+    transpose: TransposeFn<T>,
 }
 
 impl<T> RowKernel<T> {
@@ -56,30 +64,58 @@ impl<T> RowKernel<T> {
         rmax: usize,
         name: &'static str,
         func: RowFn<T>,
-        pack: PackFn<T>,
+        transpose: TransposeFn<T>,
     ) -> Self {
         RowKernel {
             v,
             rmax,
             name,
             func,
-            pack,
+            transpose,
         }
     }
 
     /// Packs the weights of one block: `rows` holds `channels <= v` rows of
-    /// `kt = targets.len()` weights, and tap `a` of row `j` goes to
-    /// `dst[targets[a]·v + j]` (`dst` holds `kt · v`; lanes past `channels` are left as
-    /// they are). A transpose, which at the vector width runs at memory speed where the
-    /// element-by-element gather of the reference spent a sixth of `deep`'s call.
-    pub fn pack(&self, rows: &[T], targets: &[usize], dst: &mut [T]) {
-        let kt = targets.len();
+    /// `kt = offsets.len()` weights, and tap `a` of row `j` goes to `dst[offsets[a] + j]`
+    /// (lanes past `channels` are left as they are). A transpose, which at the vector
+    /// width runs at memory speed where the element-by-element gather of the reference
+    /// spent a sixth of `deep`'s call.
+    pub fn pack(&self, rows: &[T], offsets: &[usize], dst: &mut [T]) {
+        let kt = offsets.len();
         assert!(kt > 0 && rows.len() % kt == 0 && rows.len() / kt <= self.v);
-        assert_eq!(dst.len(), kt * self.v, "packed block length");
-        assert!(targets.iter().all(|&t| t < kt), "tap target out of range");
-        // SAFETY: the lengths and targets were checked above; `pack` was chosen for a
-        // level this CPU supports.
-        unsafe { (self.pack)(rows, targets, self.v, dst) }
+        let channels = rows.len() / kt;
+        assert!(
+            offsets.iter().all(|&o| o + channels <= dst.len()),
+            "packed tap outside dst"
+        );
+        // SAFETY: `rows` is `channels · kt` long and every written element lies in `dst`
+        // (both checked above); `transpose` was chosen for a level this CPU supports.
+        unsafe { (self.transpose)(rows, kt, channels, offsets, None, dst.as_mut_ptr()) }
+    }
+
+    /// Stores `positions` results of one output row: `row` holds them position-major,
+    /// `v` channels each, and channel `j < offsets.len()` goes to
+    /// `dst + offsets[j] + 0..positions`, plus `bias[j]`.
+    ///
+    /// # Safety
+    /// Every `dst + offsets[j] + q` (`q < positions`) is writable, not aliased and not
+    /// in `row`.
+    pub unsafe fn store(
+        &self,
+        row: &[T],
+        positions: usize,
+        offsets: &[usize],
+        bias: Option<&[T]>,
+        dst: *mut T,
+    ) {
+        if positions == 0 || offsets.is_empty() {
+            return;
+        }
+        assert!(offsets.len() <= self.v && row.len() >= positions * self.v);
+        assert!(bias.is_none_or(|b| b.len() >= offsets.len()));
+        // SAFETY: `row` and `bias` are long enough (checked above), `dst` is the
+        // caller's; `transpose` was chosen for a level this CPU supports.
+        unsafe { (self.transpose)(row, self.v, positions, offsets, bias, dst) }
     }
 
     /// Computes `r` positions into `a.out` (overwritten).
@@ -184,10 +220,11 @@ mod tests {
             // A tap order like the packed one: a stride that is coprime to `kt`.
             let step = (1..).map(|s| 2 * s + 1).find(|s| gcd(*s, kt) == 1).unwrap();
             let targets: Vec<usize> = (0..kt).map(|a| (a * step + 1) % kt).collect();
+            let offsets: Vec<usize> = targets.iter().map(|t| t * v).collect();
             for channels in [1, 3, 4, 7, 8, 9, v - 1, v].into_iter().filter(|&c| c <= v) {
                 let rows: Vec<T> = (0..channels * kt).map(|i| to(i as f64)).collect();
                 let mut dst = vec![to(-1.0); kt * v];
-                kern.pack(&rows, &targets, &mut dst);
+                kern.pack(&rows, &offsets, &mut dst);
                 for a in 0..kt {
                     for j in 0..v {
                         let want = if j < channels {
@@ -200,6 +237,47 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Every output-row store against the definition: rows with and without whole
+    /// blocks of positions and channels, with and without a bias, the gaps between the
+    /// channels' rows untouched.
+    fn check_store<T>(kern: RowKernel<T>, to: fn(f64) -> T)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + std::ops::Add<Output = T>,
+    {
+        let v = kern.v;
+        for positions in [1, 3, 4, 7, 8, 9, 14, 17, 56] {
+            let row: Vec<T> = (0..positions * v).map(|i| to(i as f64)).collect();
+            let bias: Vec<T> = (0..v).map(|j| to(1000.0 * (j + 1) as f64)).collect();
+            let pitch = positions + 5;
+            for channels in [1, 3, 4, 7, 8, 9, v - 1, v].into_iter().filter(|&c| c <= v) {
+                let offsets: Vec<usize> = (0..channels).map(|j| 2 + j * pitch).collect();
+                for add in [None, Some(&bias[..channels])] {
+                    let mut dst = vec![to(-1.0); channels * pitch + 2];
+                    // SAFETY: channel j's positions lie in `dst` at 2 + j·pitch.., apart.
+                    unsafe { kern.store(&row, positions, &offsets, add, dst.as_mut_ptr()) };
+                    for (i, &got) in dst.iter().enumerate() {
+                        let (j, q) = ((i.max(2) - 2) / pitch, (i.max(2) - 2) % pitch);
+                        let want = if i < 2 || j >= channels || q >= positions {
+                            to(-1.0)
+                        } else {
+                            let x = row[q * v + j];
+                            add.map_or(x, |b| x + b[j])
+                        };
+                        assert_eq!(got, want, "{} positions {positions} at {i}", kern.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_store_matches_the_definition() {
+        for level in available_levels() {
+            check_store(kernel_f32(level), |v| v as f32);
+            check_store(kernel_f64(level), |v| v);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Reference row kernel: the definition, in plain loops. Also the fallback on CPUs
 //! without a SIMD set.
 
-use std::ops::Range;
+use std::ops::{Add, Range};
 
 use super::{RowArgs, RowKernel};
 
@@ -9,30 +9,43 @@ use super::{RowArgs, RowKernel};
 const V: usize = 8;
 const RMAX: usize = 4;
 
-pub const F32: RowKernel<f32> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f32>, pack::<f32>);
-pub const F64: RowKernel<f64> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f64>, pack::<f64>);
+pub const F32: RowKernel<f32> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f32>, transpose::<f32>);
+pub const F64: RowKernel<f64> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f64>, transpose::<f64>);
 
-/// See [`RowKernel::pack`].
-fn pack<T: Copy>(rows: &[T], targets: &[usize], v: usize, dst: &mut [T]) {
-    let kt = targets.len();
-    pack_part(rows, targets, v, dst, 0..rows.len() / kt, 0..kt);
+/// # Safety
+/// See [`super::TransposeFn`].
+unsafe fn transpose<T: Copy + Add<Output = T>>(
+    src: &[T],
+    ld: usize,
+    rows: usize,
+    offsets: &[usize],
+    add: Option<&[T]>,
+    dst: *mut T,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { transpose_part(src, ld, 0..rows, offsets, 0..offsets.len(), add, dst) }
 }
 
-/// The packer's definition for rows `js` and taps `taps` of the block: the reference,
-/// and the edges the vector packers leave over.
-pub fn pack_part<T: Copy>(
-    rows: &[T],
-    targets: &[usize],
-    v: usize,
-    dst: &mut [T],
-    js: Range<usize>,
-    taps: Range<usize>,
+/// The transpose's definition for rows `rows` and columns `cols`: the reference, and
+/// the edges the vector versions leave over.
+///
+/// # Safety
+/// See [`super::TransposeFn`], for the given rows and columns.
+pub unsafe fn transpose_part<T: Copy + Add<Output = T>>(
+    src: &[T],
+    ld: usize,
+    rows: Range<usize>,
+    offsets: &[usize],
+    cols: Range<usize>,
+    add: Option<&[T]>,
+    dst: *mut T,
 ) {
-    let kt = targets.len();
-    for j in js {
-        let row = &rows[j * kt..][..kt];
-        for a in taps.clone() {
-            dst[targets[a] * v + j] = row[a];
+    for c in cols {
+        let add_c = add.map(|a| a[c]);
+        for r in rows.clone() {
+            let x = src[r * ld + c];
+            // SAFETY: the caller guarantees that this element is writable and exclusive.
+            unsafe { *dst.add(offsets[c] + r) = add_c.map_or(x, |a| x + a) };
         }
     }
 }
