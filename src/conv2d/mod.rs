@@ -64,17 +64,20 @@ fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path 
 /// algorithm (positions along the lanes) for a direct convolution with `lanes` output
 /// channels per row-kernel block. It packs the weights on every call and transposes each
 /// output row on its way out; in exchange it computes no halo column, no tail lane and no
-/// padded kernel row. Measured (AVX-512, one thread): `r3x3` 2-4 %, `deep` 4-6 %, `s2`
-/// 8-12 % faster. It needs full blocks of output channels (a partial block computes zero
-/// lanes), a reduction long enough to pay for the transposed store (`conv1`'s 147 taps
-/// were 7 % slower), enough positions to pay for packing the weights (packing costs about
-/// as much as computing 16 positions: 64 positions were 10 % slower, 100 were 6 %
-/// faster), padding no wider than the input, since every band row carries it, and bands
-/// of several rows that fit L2 (on `big`'s wide rows it was 12-17 % slower).
+/// padded kernel row. Measured (AVX-512, one thread): `r3x3` 3-5 %, `deep` 4-6 %, `s2`
+/// 8-12 %, `conv1` 4-7 % faster. It needs:
+/// - full blocks of output channels (a partial block computes zero lanes);
+/// - a reduction long enough to pay for the transposed store (3×3 over 16 channels, 144
+///   taps, was 5 % faster; 1×1 over 128 channels, which the band algorithm reads in
+///   place, 11 % slower);
+/// - enough positions to pay for packing the weights, which costs about as much as
+///   computing 16 positions (64 positions were 6-10 % slower, 100 were 6 % faster);
+/// - padding no wider than the input, since every band row carries it;
+/// - bands of several rows that fit L2 (on `big`'s wide rows it was 12-17 % slower).
 fn rows_suit(g: &ConvGeometry, lanes: usize, elem: usize) -> bool {
     let kt = g.c_in_per_group() * g.kh * g.kw;
     g.c_out_per_group().is_multiple_of(lanes)
-        && kt >= 256
+        && kt >= 144
         && g.n * g.h_out * g.w_out >= 96
         && g.pad_left + g.pad_right <= g.w
         && g.pad_top + g.pad_bottom <= g.h
@@ -376,9 +379,9 @@ mod tests {
             let pad = Padding::Explicit([(w[2] / 2) as i64; 4]);
             ConvGeometry::new(x, w, [stride, stride], pad, [1, 1], groups).unwrap()
         };
-        // r3x3, r3x3b8, deep and s2; not a 64-position layer (packing its weights costs
-        // more than the halo lanes), conv1 (short reduction), cifar (16 channels) or big
-        // (rows too wide for a band in L2).
+        // r3x3, r3x3b8, deep, s2 and conv1; not a 64-position layer (packing its weights
+        // costs more than the halo lanes), a 128-channel 1×1 (short reduction), cifar (16
+        // channels) or big (rows too wide for a band in L2).
         #[rustfmt::skip]
         let layers = [
             ([1, 64, 56, 56], [64, 64, 3, 3], 1, Path::Rows),
@@ -386,7 +389,8 @@ mod tests {
             ([1, 256, 14, 14], [256, 256, 3, 3], 1, Path::Rows),
             ([1, 128, 56, 56], [128, 128, 3, 3], 2, Path::Rows),
             ([1, 256, 8, 8], [256, 256, 3, 3], 1, Path::Direct),
-            ([1, 3, 224, 224], [64, 3, 7, 7], 2, Path::Direct),
+            ([1, 3, 224, 224], [64, 3, 7, 7], 2, Path::Rows),
+            ([1, 128, 28, 28], [128, 128, 1, 1], 1, Path::Direct),
             ([64, 3, 32, 32], [16, 3, 5, 5], 1, Path::Direct),
             ([1, 64, 1024, 1024], [64, 64, 3, 3], 1, Path::Direct),
         ];
