@@ -82,7 +82,7 @@ impl<T> RowKernel<T> {
     /// spent a sixth of `deep`'s call.
     pub fn pack(&self, rows: &[T], offsets: &[usize], dst: &mut [T]) {
         let kt = offsets.len();
-        assert!(kt > 0 && rows.len() % kt == 0 && rows.len() / kt <= self.v);
+        assert!(kt > 0 && rows.len().is_multiple_of(kt) && rows.len() / kt <= self.v);
         let channels = rows.len() / kt;
         assert!(
             offsets.iter().all(|&o| o + channels <= dst.len()),

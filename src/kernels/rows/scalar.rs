@@ -1,7 +1,7 @@
 //! Reference row kernel: the definition, in plain loops. Also the fallback on CPUs
 //! without a SIMD set.
 
-use std::ops::{Add, Range};
+use std::ops::Add;
 
 use super::{RowArgs, RowKernel};
 
@@ -12,9 +12,12 @@ const RMAX: usize = 4;
 pub const F32: RowKernel<f32> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f32>, transpose::<f32>);
 pub const F64: RowKernel<f64> = RowKernel::new(V, RMAX, "scalar-4x8", run::<f64>, transpose::<f64>);
 
+/// The transpose's definition: the reference, and the vector versions' blocks narrower
+/// than a vector.
+///
 /// # Safety
 /// See [`super::TransposeFn`].
-unsafe fn transpose<T: Copy + Add<Output = T>>(
+pub unsafe fn transpose<T: Copy + Add<Output = T>>(
     src: &[T],
     ld: usize,
     rows: usize,
@@ -22,30 +25,12 @@ unsafe fn transpose<T: Copy + Add<Output = T>>(
     add: Option<&[T]>,
     dst: *mut T,
 ) {
-    // SAFETY: forwarded contract.
-    unsafe { transpose_part(src, ld, 0..rows, offsets, 0..offsets.len(), add, dst) }
-}
-
-/// The transpose's definition for rows `rows` and columns `cols`: the reference, and
-/// the edges the vector versions leave over.
-///
-/// # Safety
-/// See [`super::TransposeFn`], for the given rows and columns.
-pub unsafe fn transpose_part<T: Copy + Add<Output = T>>(
-    src: &[T],
-    ld: usize,
-    rows: Range<usize>,
-    offsets: &[usize],
-    cols: Range<usize>,
-    add: Option<&[T]>,
-    dst: *mut T,
-) {
-    for c in cols {
+    for (c, &offset) in offsets.iter().enumerate() {
         let add_c = add.map(|a| a[c]);
-        for r in rows.clone() {
+        for r in 0..rows {
             let x = src[r * ld + c];
             // SAFETY: the caller guarantees that this element is writable and exclusive.
-            unsafe { *dst.add(offsets[c] + r) = add_c.map_or(x, |a| x + a) };
+            unsafe { *dst.add(offset + r) = add_c.map_or(x, |a| x + a) };
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::scalar::transpose_part;
+use super::scalar;
 use super::{RowArgs, RowKernel};
 
 /// Expands to a `#[target_feature]` body generic over the position count `R`, and the
@@ -130,8 +130,8 @@ fn columns_f64(r: [__m256d; 4]) -> [__m256d; 4] {
     ]
 }
 
-/// Expands to a `TransposeFn` that moves whole `B × B` blocks through registers
-/// (`$columns`) and leaves the edges to the reference.
+/// Expands to a `TransposeFn` that moves `B × B` blocks through registers (`$columns`);
+/// only blocks narrower than `B` go through the reference.
 macro_rules! transposer {
     ($name:ident, $t:ty, $b:literal, $columns:ident,
      ($zero:ident, $load:ident, $set1:ident, $add:ident, $store:ident)) => {
@@ -148,9 +148,17 @@ macro_rules! transposer {
         ) {
             const B: usize = $b;
             let cols = offsets.len();
-            let (full_r, full_c) = (rows / B * B, cols / B * B);
-            for r0 in (0..full_r).step_by(B) {
-                for c0 in (0..full_c).step_by(B) {
+            if rows < B || cols < B {
+                // SAFETY: forwarded contract.
+                unsafe { scalar::transpose(src, ld, rows, offsets, add, dst) };
+                return;
+            }
+            // Block origins that cover every row (column): a last, partial block moves
+            // back to end at the edge and writes some elements again, with the same
+            // values, instead of leaving them to the scalar reference.
+            let origins = |n: usize| (0..n).step_by(B).map(move |o| o.min(n - B));
+            for r0 in origins(rows) {
+                for c0 in origins(cols) {
                     let mut r = [$zero(); B];
                     for (i, ri) in r.iter_mut().enumerate() {
                         // SAFETY: rows r0..r0 + B and columns c0..c0 + B lie in `src`
@@ -166,11 +174,6 @@ macro_rules! transposer {
                         unsafe { $store(dst.add(offsets[c0 + c] + r0), x) };
                     }
                 }
-            }
-            // SAFETY: forwarded contract, for the edges.
-            unsafe {
-                transpose_part(src, ld, 0..full_r, offsets, full_c..cols, add, dst);
-                transpose_part(src, ld, full_r..rows, offsets, 0..cols, add, dst);
             }
         }
     };
