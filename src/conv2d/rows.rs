@@ -1,7 +1,8 @@
 //! The row algorithm: direct convolution one output row at a time, output channels
 //! along the vector lanes (see [`RowKernel`]). The input is copied once into a
 //! zero-padded band of rows per task, the weights once per call into blocks of `v`
-//! output channels; kernel rows that fall in the top or bottom padding are left out.
+//! output channels (or, where a block serves one task alone, by that task); kernel rows
+//! that fall in the top or bottom padding are left out.
 //! Unlike the band algorithm in `direct`, no lane computes a halo column or a position
 //! past the end of the image, which matters most on narrow images and strided layers.
 
