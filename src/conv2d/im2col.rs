@@ -76,12 +76,22 @@ fn pack_panel<T: ConvFloat>(
                 }
                 for s in 0..g.kw {
                     let to = &mut taps[s * width + j..s * width + j + len];
-                    for (t, v) in to.iter_mut().enumerate() {
-                        // Input column (q + t)·sw + s·dw − pad_left, if inside the row.
-                        *v = ((q + t) * g.sw + s * g.dw)
-                            .checked_sub(g.pad_left)
-                            .and_then(|col| x_row.get(col))
-                            .map_or(T::ZERO, |&x| x);
+                    // Element t reads padded column first + t·sw; those inside the row
+                    // are one run lo..hi, copied without a per-element bounds check (the
+                    // element-by-element check made `conv1`'s im2col 1.8× `auto`).
+                    let first = q * g.sw + s * g.dw;
+                    let lo = g.pad_left.saturating_sub(first).div_ceil(g.sw).min(len);
+                    let hi = (g.pad_left + x_row.len())
+                        .saturating_sub(first)
+                        .div_ceil(g.sw)
+                        .clamp(lo, len);
+                    to[..lo].fill(T::ZERO);
+                    to[hi..].fill(T::ZERO);
+                    if hi > lo {
+                        let row = &x_row[first + lo * g.sw - g.pad_left..];
+                        for (v, &x) in to[lo..hi].iter_mut().zip(row.iter().step_by(g.sw)) {
+                            *v = x;
+                        }
                     }
                 }
             }
