@@ -157,16 +157,17 @@ pub fn conv2d<T: ConvFloat>(
         let mut channel_rows = try_reserved(v, "output row offsets")?;
         channel_rows.extend((0..v).map(|j| j * plane_out));
         let mut own = match shared {
-            Some(_) => Vec::new(),
-            None => try_zeroed(kt * v, "packed weights")?,
+            Some(_) => None,
+            None => Some(Scratch::<T>::zeroed(kt * v, "packed weights")?),
         };
         for blk in oc_range.start / v..oc_range.end.div_ceil(v) {
-            let w_blk = match &shared {
-                Some(packed) => &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v],
-                None => {
-                    pack_block(g, kern, w, &offsets, (gi, blk), &mut own);
+            let w_blk = match (shared.as_deref(), own.as_deref_mut()) {
+                (Some(packed), _) => &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v],
+                (None, Some(own)) => {
+                    pack_block(g, kern, w, &offsets, (gi, blk), own);
                     &own[..]
                 }
+                (None, None) => unreachable!("a task without shared weights packs its own"),
             };
             for p in p0..p1 {
                 let (lo, hi) = live_kernel_rows(g, p);
