@@ -705,6 +705,32 @@ THREAD_CASES = {
     "few-per-group-4": {"x": (1, 32, 30, 33), "w": (32, 4, 3, 3), "padding": 1, "groups": 8},
     "few-per-group-5": {"x": (1, 10, 30, 31), "w": (10, 5, 3, 3), "padding": 1, "groups": 2},
     "few-per-group-9": {"x": (1, 18, 20, 21), "w": (18, 9, 3, 3), "stride": (1, 2), "groups": 2},
+    # im2col's flat copy (unit strides, output rows as wide as input rows): the taps that
+    # leave a row sideways are zeroed, here with all the padding on one side, dilation and
+    # panels spanning many short rows.
+    "flat-one-sided-dilated": {
+        "x": (2, 6, 37, 19),
+        "w": (12, 3, 3, 3),
+        "dilation": (1, 2),
+        "padding": ((1, 1), (0, 4)),
+        "groups": 2,
+    },
+    "flat-depthwise-wide-pad": {
+        "x": (1, 8, 29, 23),
+        "w": (8, 1, 5, 5),
+        "padding": ((4, 0), (1, 3)),
+        "groups": 8,
+    },
+    # im2col's strided taps by phase: dilation 2 at stride 2 (one phase), dilation 2 at
+    # stride 3 (taps in three phases, two phase elements apart), stride 4 with 7 taps and
+    # with dilation 3 (a tap class starting two phase elements in).
+    "phases-s2-d2": {"x": (1, 5, 30, 41), "w": (9, 5, 3, 3), "stride": 2, "dilation": 2,
+                     "padding": 2},
+    "phases-s3-d2": {"x": (2, 4, 31, 53), "w": (7, 4, 2, 5), "stride": (1, 3),
+                     "dilation": (1, 2), "padding": (0, 3)},
+    "phases-s4-k7": {"x": (1, 3, 40, 90), "w": (16, 3, 7, 7), "stride": 4, "padding": 3},
+    "phases-s4-d3": {"x": (1, 3, 30, 70), "w": (10, 3, 3, 5), "stride": 4, "dilation": 3,
+                     "padding": (1, 5)},
     # The row algorithm (auto and direct choose it for these at every SIMD level): rows
     # longer than one kernel call, several channel blocks, padded kernel rows left out.
     "rows": {"x": (1, 32, 48, 48), "w": (64, 32, 3, 3), "padding": 1},

@@ -43,6 +43,22 @@ impl<T: Copy + Default + 'static> Scratch<T> {
         Ok(s)
     }
 
+    /// `len` elements holding whatever an earlier user of the buffer left there (zeros
+    /// where it grows): for a buffer written in full before it is read, which then skips
+    /// the zeroing (for `dw`'s im2col, 256 small tasks, that memset took 6 % of the call).
+    pub fn overwritable(len: usize, what: &str) -> Result<Self> {
+        let mut buf = take_cached::<T>(len).unwrap_or_default();
+        buf.truncate(len);
+        buf.try_reserve_exact(len - buf.len()).map_err(|_| {
+            ConvError::Memory(format!(
+                "cannot allocate {len} elements ({} bytes) for the {what}",
+                len.saturating_mul(std::mem::size_of::<T>())
+            ))
+        })?;
+        buf.resize(len, T::default());
+        Ok(Scratch { buf })
+    }
+
     /// Appends `k` zeros (`T::default()`): the padding of a band written front to back.
     pub fn extend_zeros(&mut self, k: usize) {
         self.buf.resize(self.buf.len() + k, T::default());
@@ -120,5 +136,8 @@ mod tests {
         assert_ne!(c.as_ptr() as usize, ptr);
         let d = Scratch::<f32>::with_capacity(5000, "test").unwrap();
         assert!(d.is_empty() && d.capacity() >= 5000);
+        drop((b, d));
+        let e = Scratch::<f32>::overwritable(1200, "test").unwrap();
+        assert_eq!(e.len(), 1200);
     }
 }
