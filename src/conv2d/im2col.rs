@@ -262,6 +262,16 @@ pub fn conv2d<T: ConvFloat>(
     let tiles = plane_out.div_ceil(nc);
     let split = Split::choose(g, threads, 1, tiles, mr, false);
     let tiles_per_chunk = tiles.div_ceil(split.m_chunks);
+    // Position chunks start at the whole tile nearest to an even share of the positions:
+    // `deep`'s 196 positions in 48-wide tiles split 96 + 100 between two threads rather
+    // than 144 + 52 (its im2col at 2 threads 1.53-1.73× auto before).
+    let chunk_start = |chunk: usize| {
+        if chunk >= split.m_chunks {
+            plane_out
+        } else {
+            ((chunk * plane_out / split.m_chunks + nc / 2) / nc * nc).min(plane_out)
+        }
+    };
     let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
         .map(|gi| GroupWeights::new(w, g, gi))
         .collect::<Result<_>>()?;
@@ -275,11 +285,10 @@ pub fn conv2d<T: ConvFloat>(
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
         let (n, gi, chunk, oc_range) = split.task(g, t, mr);
-        let m_lo = chunk * tiles_per_chunk * nc;
-        if m_lo >= plane_out || oc_range.is_empty() {
+        let (m_lo, m_hi) = (chunk_start(chunk), chunk_start(chunk + 1));
+        if m_lo >= m_hi || oc_range.is_empty() {
             return Ok(());
         }
-        let m_hi = ((chunk + 1) * tiles_per_chunk * nc).min(plane_out);
         let mut panel = Scratch::<T>::overwritable(kt * width, "im2col panel")?;
         let mut packer = PanelPacker::new(g, kern, &strided);
         let mut runs = Vec::with_capacity(per_panel);
