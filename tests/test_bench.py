@@ -35,3 +35,32 @@ def test_merge_runs_of_one_run_is_that_run() -> None:
 def test_merge_runs_refuses_runs_of_different_lengths() -> None:
     with pytest.raises(ValueError):
         _bench.merge_runs([[_row("r3x3", 1, convrs=1.0)], []])
+
+
+def test_algorithms_suite_forces_each_algorithm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    import convrs
+
+    seen: list[str] = []
+    real = convrs.conv2d
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("algorithm", "auto"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(convrs, "conv2d", spy)
+    wl = _bench.ConvWorkload("tiny", 1, 4, 9, 9, 5, 3, 3, stride=2, padding=1)
+    arrays = wl.arrays()
+    results = {}
+    for peer in _bench.ALGORITHMS.peers:
+        with peer.prepare(wl, arrays, 1) as fn:
+            results[peer.name] = fn()
+    assert seen == ["auto", "direct", "im2col"]
+    for name in ("direct", "im2col"):
+        np.testing.assert_allclose(results[name], results["convrs"], rtol=1e-5, atol=1e-5)
+    # The subject's column is named after auto, each ratio is forced time / auto time.
+    table = _bench.format_table(_bench.ALGORITHMS,
+                                [_bench.Row(wl, 1, {"convrs": 1.0, "im2col": 1.4})])
+    assert "| auto ms |" in table.splitlines()[0]
+    assert "| 1400 (1.40×) |" in table
