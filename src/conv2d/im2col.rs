@@ -323,3 +323,46 @@ pub fn conv2d<T: ConvFloat>(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Padding;
+
+    /// Every tap of a kernel row is in exactly one phase class, at the phase and phase
+    /// offset of its input column: tap s reads column q·sw − pad_left + s·dw + t·sw, which
+    /// is element (s·dw) / sw + t of phase (s·dw) mod sw from column q·sw − pad_left.
+    #[test]
+    fn strided_taps_partition_the_kernel_row_by_phase() {
+        for sw in 2..6i64 {
+            for dw in 1..6i64 {
+                for kw in 1..8usize {
+                    let g = ConvGeometry::new(
+                        [1, 1, 4, 200],
+                        [1, 1, 1, kw],
+                        [1, sw],
+                        Padding::Explicit([0; 4]),
+                        [1, dw],
+                        1,
+                    )
+                    .unwrap();
+                    let taps = StridedTaps::new(&g);
+                    let mut seen = vec![0; kw];
+                    for &(s0, a0, ph, count) in &taps.classes {
+                        for m in 0..count {
+                            let s = s0 + m * taps.step;
+                            assert!(s < kw, "sw {sw} dw {dw} kw {kw}: tap {s}");
+                            seen[s] += 1;
+                            let col = s * g.dw;
+                            assert_eq!((ph, a0 + m * taps.shift), (col % g.sw, col / g.sw));
+                        }
+                    }
+                    assert!(
+                        seen.iter().all(|&k| k == 1),
+                        "sw {sw} dw {dw} kw {kw}: {seen:?}"
+                    );
+                }
+            }
+        }
+    }
+}
