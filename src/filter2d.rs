@@ -18,7 +18,7 @@ mod tiling;
 pub use spectral::FftFloat;
 
 use crate::error::{value_error, Result};
-use crate::kernels::planar::{PlanarElem, PlanarFn, Plane, PlaneMut};
+use crate::kernels::planar::{PlanarElem, PlanarFn, Plane, PlaneMut, Stores};
 use crate::simd::SimdLevel;
 use crate::threading::{for_each_task, threads_for_work, SharedOut};
 use crate::workspace::{checked_product, try_reserved, try_zeroed};
@@ -292,6 +292,11 @@ impl Layout {
         }
     }
 
+    /// The threads a direct correlation with `kernel_area` taps per output runs on.
+    fn threads(&self, kernel_area: usize) -> usize {
+        threads_for_work(2.0 * (self.ho * self.wo) as f64 * kernel_area as f64)
+    }
+
     /// Splits the output rows into tasks, and each task into bands whose padded copy
     /// stays within a cache-sized budget. Each task reserves (without initialising) one
     /// scratch buffer of `scratch(band_rows)` elements and calls `run(&mut scratch, p0,
@@ -303,8 +308,7 @@ impl Layout {
         F: Fn(&mut Vec<T>, usize, usize) -> Result<()> + Sync + Send,
     {
         const BAND_BYTES: usize = 256 << 10;
-        let flops = 2.0 * (self.ho * self.wo) as f64 * kernel_area as f64;
-        let threads = threads_for_work(flops);
+        let threads = self.threads(kernel_area);
         // A few tasks per thread balance uneven progress; one thread needs only one.
         let tasks = if threads == 1 { 1 } else { threads * 4 }.min(self.ho);
         let per_task = self.ho.div_ceil(tasks);
@@ -399,11 +403,13 @@ impl Filter2d {
             return Ok(());
         };
         let kernel = flipped(in2, self.flip);
-        let func = T::planar_kernel(level);
+        let area = self.s2[0] * self.s2[1];
+        let stores = Stores::for_thread_share(size_of_val(out) / l.threads(area));
+        let func = T::planar_kernel(level, stores);
         let shared = SharedOut::new(out);
         let kh = self.s2[0];
         l.for_each_band(
-            kh * self.s2[1],
+            area,
             |band| (band + kh - 1) * pitch::<T>(l.wp),
             |padded: &mut Vec<T>, p0, rows| {
                 // SAFETY: this band alone writes output rows p0..p0 + rows.
@@ -466,7 +472,8 @@ impl Filter2d {
                 return l.complex_fft(grid, (&re1, &im1), fill, (&kre, &kim), out, level);
             }
         }
-        let func = T::planar_kernel(level);
+        // The four planes of a band are read back at once.
+        let func = T::planar_kernel(level, Stores::Cached);
         let shared = SharedOut::new(out);
         let kh = self.s2[0];
         l.for_each_band(

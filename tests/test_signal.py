@@ -349,6 +349,22 @@ def test_large_image_many_bands(dtype):
         check(f, g, a, k, "same", "symm")
 
 
+@pytest.mark.parametrize(("dtype", "shape"), [(np.float32, (1100, 1024)),
+                                             (np.float64, (760, 704))])
+@pytest.mark.parametrize("kshape", [(3, 3), (5, 4)])
+def test_large_outputs_with_streaming_stores(dtype, shape, kshape):
+    """Outputs of at least 2 MiB per thread are written with non-temporal stores where
+    their rows are whole cache lines apart (`same`; `full` rows are not): a masked head
+    block up to the first cache line, then line-aligned blocks (the Rust tests put the
+    output at every offset from a line). Small-integer data: the result must be exact."""
+    rng = np.random.default_rng(10)
+    a = rng.integers(-8, 8, size=shape).astype(dtype)
+    k = rng.integers(-4, 4, size=kshape).astype(dtype)
+    for f, g in FUNCS:
+        for mode in ["same", "full"]:
+            check(f, g, a, k, mode, exact=True)
+
+
 # --- FFT path (float dtypes, large kernels) ------------------------------------------
 # Kernels from about 13x13 up on images a few times larger go through the FFT
 # (src/filter2d/tiling.rs; its tests check that the shapes below take that path). The

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
-use crate::kernels::planar::{Plane, PlaneMut};
+use crate::kernels::planar::{Plane, PlaneMut, Stores};
 use crate::kernels::ConvFloat;
 use crate::simd::SimdLevel;
 use crate::threading::{for_each_task, SharedOut};
@@ -26,7 +26,10 @@ pub fn conv2d<T: ConvFloat>(
     level: SimdLevel,
 ) -> Result<()> {
     debug_assert!(applies(g));
-    let kernel = T::planar_kernel(level);
+    // Cached stores: streaming ones measured 10-35 % slower on 4-8 MiB layers of 64×64
+    // and 128×128 planes at 1 and 2 threads (each plane's rows are a few cache lines,
+    // written between padded copies).
+    let kernel = T::planar_kernel(level, Stores::Cached);
     let (hp, wp) = (
         g.h + g.pad_top + g.pad_bottom,
         g.w + g.pad_left + g.pad_right,

@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{check_shapes, scalar, PlanarElem, PlanarFn, Plane, PlaneMut};
+use super::{check_shapes, scalar, PlanarElem, PlanarFn, Plane, PlaneMut, Stores};
 
 /// One ISA's vector of floats, with the few operations the kernel needs. Every method is
 /// `#[inline(always)]` so it is compiled inside the `#[target_feature]` entry point.
@@ -27,14 +27,16 @@ trait Vector: Copy {
     unsafe fn mask(n: usize) -> Self::M;
     unsafe fn load_m(p: *const Self::E, m: Self::M) -> Self;
     unsafe fn store_m(self, p: *mut Self::E, m: Self::M);
+    /// A non-temporal store of a whole vector to a vector-aligned `p`.
+    unsafe fn stream(self, p: *mut Self::E);
 }
 
 /// Implements [`Vector`] for one register type. The mask operations are passed as
 /// functions with one signature for both ISAs: `$mask(n)`, `$mload(p, m)`,
-/// `$mstore(p, m, v)`.
+/// `$mstore(p, m, v)`; `$stream(p, v)` is the aligned non-temporal store.
 macro_rules! vector {
     ($name:ident, $e:ty, $v:ty, $m:ty, $lanes:expr, $set1:ident, $load:ident,
-     $fma:ident, $store:ident, $mask:ident, $mload:ident, $mstore:ident) => {
+     $fma:ident, $store:ident, $mask:ident, $mload:ident, $mstore:ident, $stream:ident) => {
         #[derive(Clone, Copy)]
         struct $name($v);
         impl Vector for $name {
@@ -76,6 +78,12 @@ macro_rules! vector {
             unsafe fn store_m(self, p: *mut $e, m: $m) {
                 // SAFETY: as for `load_m`.
                 unsafe { $mstore(p, m, self.0) }
+            }
+            #[inline(always)]
+            unsafe fn stream(self, p: *mut $e) {
+                // SAFETY: the caller guarantees LANES writable elements at an address
+                // aligned to the vector's size.
+                unsafe { $stream(p, self.0) }
             }
         }
     };
@@ -135,7 +143,8 @@ vector!(
     _mm512_storeu_ps,
     mask16,
     maskz_load_ps,
-    _mm512_mask_storeu_ps
+    _mm512_mask_storeu_ps,
+    _mm512_stream_ps
 );
 vector!(
     F64x8,
@@ -149,7 +158,8 @@ vector!(
     _mm512_storeu_pd,
     mask8,
     maskz_load_pd,
-    _mm512_mask_storeu_pd
+    _mm512_mask_storeu_pd,
+    _mm512_stream_pd
 );
 vector!(
     F32x8,
@@ -163,7 +173,8 @@ vector!(
     _mm256_storeu_ps,
     mask_i32x8,
     _mm256_maskload_ps,
-    _mm256_maskstore_ps
+    _mm256_maskstore_ps,
+    _mm256_stream_ps
 );
 vector!(
     F64x4,
@@ -177,7 +188,8 @@ vector!(
     _mm256_storeu_pd,
     mask_i64x4,
     _mm256_maskload_pd,
-    _mm256_maskstore_pd
+    _mm256_maskstore_pd,
+    _mm256_stream_pd
 );
 
 /// Masks for the `NV` vectors of a block: all lanes, or the first `cols` in the tail.
@@ -217,17 +229,20 @@ unsafe fn load_row<V: Vector, const NV: usize, const TAIL: bool>(
     })
 }
 
-/// Stores the accumulators of an `R × NV` block (the last vector masked in the tail).
+/// Stores the accumulators of an `R × NV` block (the last vector masked in the tail),
+/// with non-temporal stores when `stream`.
 ///
 /// # Safety
 /// Every unmasked lane of the `R` rows, `ldo` apart from `out`, is writable; in the
-/// tail, the first `NV − 1` vectors are whole.
+/// tail, the first `NV − 1` vectors are whole. `stream` blocks are not tails and every
+/// row's first vector is 64-byte aligned.
 #[inline(always)]
 unsafe fn store_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     acc: &[[V; NV]; R],
     out: *mut V::E,
     ldo: usize,
     masks: &[V::M; NV],
+    stream: bool,
 ) {
     for (p, acc_p) in acc.iter().enumerate() {
         for j in 0..NV {
@@ -236,6 +251,8 @@ unsafe fn store_block<V: Vector, const R: usize, const NV: usize, const TAIL: bo
                 let o = out.add(p * ldo + j * V::LANES);
                 if TAIL && j + 1 == NV {
                     acc_p[j].store_m(o, masks[j]);
+                } else if stream {
+                    acc_p[j].stream(o);
                 } else {
                     acc_p[j].store(o);
                 }
@@ -263,6 +280,7 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
     ldo: usize,
     cols: usize,
     init: V::E,
+    stream: bool,
 ) {
     // SAFETY: `init` is a readable element.
     let mut acc = [[unsafe { V::splat(&init) }; NV]; R];
@@ -298,7 +316,7 @@ unsafe fn block<V: Vector, const R: usize, const NV: usize, const TAIL: bool>(
         }
     }
     // SAFETY: forwarded contract.
-    unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks) };
+    unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks, stream) };
 }
 
 /// [`block`] for a kernel of exactly `KH` rows (1..=5): the row loop is unrolled at
@@ -326,6 +344,7 @@ unsafe fn block_short<
     ldo: usize,
     cols: usize,
     init: V::E,
+    stream: bool,
 ) {
     // SAFETY: `init` is a readable element.
     let mut acc = [[unsafe { V::splat(&init) }; NV]; R];
@@ -346,7 +365,7 @@ unsafe fn block_short<
         }
     }
     // SAFETY: forwarded contract.
-    unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks) };
+    unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks, stream) };
 }
 
 /// One block of any height, dispatching short kernels to [`block_short`].
@@ -366,97 +385,179 @@ unsafe fn any_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool
     ldo: usize,
     cols: usize,
     init: V::E,
+    stream: bool,
 ) {
     // SAFETY (all arms): forwarded contract; each arm matches `kh`.
     unsafe {
         match kh {
-            1 => block_short::<V, R, NV, TAIL, 1>(x, ldx, k, kw, ldk, out, ldo, cols, init),
-            2 => block_short::<V, R, NV, TAIL, 2>(x, ldx, k, kw, ldk, out, ldo, cols, init),
-            3 => block_short::<V, R, NV, TAIL, 3>(x, ldx, k, kw, ldk, out, ldo, cols, init),
+            1 => block_short::<V, R, NV, TAIL, 1>(x, ldx, k, kw, ldk, out, ldo, cols, init, stream),
+            2 => block_short::<V, R, NV, TAIL, 2>(x, ldx, k, kw, ldk, out, ldo, cols, init, stream),
+            3 => block_short::<V, R, NV, TAIL, 3>(x, ldx, k, kw, ldk, out, ldo, cols, init, stream),
             4 if R <= 4 => {
-                block_short::<V, R, NV, TAIL, 4>(x, ldx, k, kw, ldk, out, ldo, cols, init)
+                block_short::<V, R, NV, TAIL, 4>(x, ldx, k, kw, ldk, out, ldo, cols, init, stream)
             }
             5 if R <= 4 => {
-                block_short::<V, R, NV, TAIL, 5>(x, ldx, k, kw, ldk, out, ldo, cols, init)
+                block_short::<V, R, NV, TAIL, 5>(x, ldx, k, kw, ldk, out, ldo, cols, init, stream)
             }
-            _ => block::<V, R, NV, TAIL>(x, ldx, k, kh, kw, ldk, out, ldo, cols, init),
+            _ => block::<V, R, NV, TAIL>(x, ldx, k, kh, kw, ldk, out, ldo, cols, init, stream),
         }
     }
 }
 
-/// Output rows `p0..p0 + R` across the whole width.
+/// One block's operands: the plane pointers at a block row, the kernel, `init`, and
+/// whether full blocks stream their stores.
+#[derive(Clone, Copy)]
+struct Operands<E> {
+    x: *const E,
+    ldx: usize,
+    k: *const E,
+    kh: usize,
+    kw: usize,
+    ldk: usize,
+    out: *mut E,
+    ldo: usize,
+    init: E,
+    stream: bool,
+}
+
+impl<E: Copy> Operands<E> {
+    /// The full block at column `q`.
+    ///
+    /// # Safety
+    /// As for [`block`], with `cols == NV·LANES`.
+    #[inline(always)]
+    unsafe fn full<V: Vector<E = E>, const R: usize, const NV: usize>(&self, q: usize) {
+        let o = *self;
+        // SAFETY: forwarded contract.
+        unsafe {
+            any_block::<V, R, NV, false>(
+                o.x.add(q),
+                o.ldx,
+                o.k,
+                o.kh,
+                o.kw,
+                o.ldk,
+                o.out.add(q),
+                o.ldo,
+                NV * V::LANES,
+                o.init,
+                o.stream,
+            )
+        }
+    }
+
+    /// A masked block of `cols < NV·LANES` columns at column `q`. It computes only the
+    /// vectors it needs: narrow planes (and the one-column border strips of `filter2d`)
+    /// would otherwise pay for a full block.
+    ///
+    /// # Safety
+    /// As for [`block`] with `TAIL`.
+    #[inline(always)]
+    unsafe fn partial<V: Vector<E = E>, const R: usize, const NV: usize>(
+        &self,
+        q: usize,
+        cols: usize,
+    ) {
+        // The arms give the block exactly `cols.div_ceil(LANES)` vectors (which `load_row`
+        // and `store_block` rely on) only while NV is at most 4.
+        const { assert!(NV <= 4) };
+        let o = *self;
+        // SAFETY: column q < out.cols of rows inside the plane.
+        let (x0, o0) = unsafe { (o.x.add(q), o.out.add(q)) };
+        let (k, kh, kw, ldx, ldk, ldo, init) = (o.k, o.kh, o.kw, o.ldx, o.ldk, o.ldo, o.init);
+        // SAFETY (all arms): masked block of `cols < NV·LANES` columns, so the arm taken
+        // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
+        unsafe {
+            match cols.div_ceil(V::LANES) {
+                1 => {
+                    any_block::<V, R, 1, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+                2 => {
+                    any_block::<V, R, 2, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+                3 => {
+                    any_block::<V, R, 3, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+                _ => {
+                    any_block::<V, R, NV, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+            }
+        }
+    }
+}
+
+/// The first column from which every row of `out` (`ldo` elements apart) starts a cache
+/// line, when non-temporal stores can write whole lines: there is such a column before
+/// `cols`, and all rows share it (their pitch is a whole number of lines).
+fn line_aligned_column<E>(out: *const E, ldo: usize, cols: usize) -> Option<usize> {
+    let (size, addr) = (size_of::<E>(), out as usize);
+    if !addr.is_multiple_of(size) || !(ldo * size).is_multiple_of(64) {
+        return None;
+    }
+    let head = (64 - addr % 64) % 64 / size;
+    (head < cols).then_some(head)
+}
+
+/// Output rows `p0..p0 + R` across the whole width: full blocks, then a masked tail.
+/// With `stream`, the full blocks' stores are non-temporal, each a whole cache line.
 ///
 /// # Safety
-/// As for [`block`] without the column conditions.
+/// As for [`block`] without the column conditions; with `stream`, every row of `out`
+/// starts a cache line.
 #[inline(always)]
 unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     out: &mut PlaneMut<'_, V::E>,
     p0: usize,
+    stream: bool,
     init: V::E,
 ) {
-    // The tail's arms below give it exactly `cols.div_ceil(LANES)` vectors (which
-    // `load_row` and `store_block` rely on) only while NV is at most 4.
-    const { assert!(NV <= 4) };
+    const { assert!((NV * V::LANES * size_of::<V::E>()).is_multiple_of(64)) };
     let step = NV * V::LANES;
-    let xp = unsafe { x.data.as_ptr().add(p0 * x.ld) };
-    let op = unsafe { out.data.as_mut_ptr().add(p0 * out.ld) };
-    let kp = k.data.as_ptr();
+    let ops = Operands {
+        // SAFETY: row p0 lies inside both planes.
+        x: unsafe { x.data.as_ptr().add(p0 * x.ld) },
+        ldx: x.ld,
+        k: k.data.as_ptr(),
+        kh: k.rows,
+        kw: k.cols,
+        ldk: k.ld,
+        out: unsafe { out.data.as_mut_ptr().add(p0 * out.ld) },
+        ldo: out.ld,
+        init,
+        stream,
+    };
+    let cols = out.cols;
     let mut q = 0;
-    while q + step <= out.cols {
-        // SAFETY: full block inside the plane (see `block`).
-        unsafe {
-            any_block::<V, R, NV, false>(
-                xp.add(q),
-                x.ld,
-                kp,
-                k.rows,
-                k.cols,
-                k.ld,
-                op.add(q),
-                out.ld,
-                step,
-                init,
-            )
-        };
+    // SAFETY (all blocks): full blocks end by `cols`, the partial one at it; streamed
+    // ones are whole lines from a line-aligned start in every row.
+    while q + step <= cols {
+        unsafe { ops.full::<V, R, NV>(q) };
         q += step;
     }
-    if q < out.cols {
-        // The masked tail computes only the vectors it needs: narrow planes (and the
-        // one-column border strips of `filter2d`) would otherwise pay for a full block.
-        let cols = out.cols - q;
-        // SAFETY: column q < out.cols of rows inside the plane.
-        let (x0, o0) = unsafe { (xp.add(q), op.add(q)) };
-        let (kh, kw, ldx, ldk, ldo) = (k.rows, k.cols, x.ld, k.ld, out.ld);
-        // SAFETY (all arms): masked tail of `cols < NV·LANES` columns, so the arm taken
-        // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
-        unsafe {
-            match cols.div_ceil(V::LANES) {
-                1 => any_block::<V, R, 1, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
-                2 => any_block::<V, R, 2, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
-                3 => any_block::<V, R, 3, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
-                _ => any_block::<V, R, NV, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init),
-            }
-        }
+    if q < cols {
+        unsafe { ops.partial::<V, R, NV>(q, cols - q) };
     }
 }
 
 /// The whole plane in blocks of `RB` rows (fewer for the last one).
 ///
 /// # Safety
-/// Shapes checked by `check_shapes`; the CPU supports `V`'s instructions.
+/// Shapes checked by `check_shapes`; the CPU supports `V`'s instructions; `stream` as
+/// for [`row_block`].
 #[inline(always)]
 unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     out: &mut PlaneMut<'_, V::E>,
+    stream: bool,
     init: V::E,
 ) {
     let mut p0 = 0;
     // SAFETY (all calls): each block's rows lie inside the plane.
     while p0 + 2 * RB <= out.rows {
-        unsafe { row_block::<V, RB, NV>(x, k, out, p0, init) };
+        unsafe { row_block::<V, RB, NV>(x, k, out, p0, stream, init) };
         p0 += RB;
     }
     while p0 < out.rows {
@@ -465,12 +566,12 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
         let left = out.rows - p0;
         let rows = if left > RB { left.div_ceil(2) } else { left }.min(6);
         match rows {
-            1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0, init) },
-            2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0, init) },
-            3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0, init) },
-            4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0, init) },
-            5 => unsafe { row_block::<V, 5, NV>(x, k, out, p0, init) },
-            _ => unsafe { row_block::<V, 6, NV>(x, k, out, p0, init) },
+            1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0, stream, init) },
+            2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0, stream, init) },
+            3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0, stream, init) },
+            4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0, stream, init) },
+            5 => unsafe { row_block::<V, 5, NV>(x, k, out, p0, stream, init) },
+            _ => unsafe { row_block::<V, 6, NV>(x, k, out, p0, stream, init) },
         }
         p0 += rows;
     }
@@ -481,13 +582,15 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
 /// taller kernels use 6 rows.
 ///
 /// # Safety
-/// The CPU supports `V`'s instructions.
+/// The CPU supports `V`'s instructions; with `stream`, every row of `out` starts a cache
+/// line.
 #[inline(always)]
 unsafe fn plane<V: Vector, const NV: usize, const RB3: usize, const RB5: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     mut out: PlaneMut<'_, V::E>,
     init: V::E,
+    stream: bool,
 ) {
     assert!(
         check_shapes(&x, &k, &out),
@@ -499,70 +602,143 @@ unsafe fn plane<V: Vector, const NV: usize, const RB3: usize, const RB5: usize>(
     // SAFETY (all arms): shapes checked above.
     unsafe {
         match k.rows {
-            0..=3 => rows_in_blocks::<V, RB3, NV>(x, k, &mut out, init),
-            4 | 5 => rows_in_blocks::<V, RB5, NV>(x, k, &mut out, init),
-            _ => rows_in_blocks::<V, 6, NV>(x, k, &mut out, init),
+            0..=3 => rows_in_blocks::<V, RB3, NV>(x, k, &mut out, stream, init),
+            4 | 5 => rows_in_blocks::<V, RB5, NV>(x, k, &mut out, stream, init),
+            _ => rows_in_blocks::<V, 6, NV>(x, k, &mut out, stream, init),
         }
+    }
+    if stream {
+        // Non-temporal stores are weakly ordered: fence them before the caller hands the
+        // output to another thread or back to Python.
+        // SAFETY: SSE, part of x86-64.
+        unsafe { _mm_sfence() };
     }
 }
 
-/// `#[target_feature]` entry points: the generic bodies above are inlined into them.
-macro_rules! entry {
-    ($name:ident, $safe:ident, $t:ty, $features:literal, $body:expr) => {
-        #[target_feature(enable = $features)]
-        unsafe fn $name(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>, init: $t) {
-            // SAFETY: forwarded; the caller checked the CPU.
-            unsafe { $body(x, k, out, init) }
+/// A streaming kernel: `out` from its first line-aligned column by `run` with
+/// non-temporal stores, the columns before it (less than a line) by `cached` first;
+/// outputs whose rows do not all share that column go through `cached` alone.
+fn streaming<E: Copy>(
+    x: Plane<'_, E>,
+    k: Plane<'_, E>,
+    out: PlaneMut<'_, E>,
+    init: E,
+    cached: PlanarFn<E>,
+    run: impl FnOnce(Plane<'_, E>, Plane<'_, E>, PlaneMut<'_, E>, E),
+) {
+    let head = line_aligned_column(out.data.as_ptr(), out.ld, out.cols);
+    let Some(head) = head.filter(|_| out.rows > 0 && check_shapes(&x, &k, &out)) else {
+        return cached(x, k, out, init);
+    };
+    let PlaneMut {
+        data,
+        rows,
+        cols,
+        ld,
+    } = out;
+    if head > 0 {
+        let strip = PlaneMut {
+            data: &mut *data,
+            rows,
+            cols: head,
+            ld,
+        };
+        let x_strip = Plane {
+            cols: head + k.cols - 1,
+            ..x
+        };
+        cached(x_strip, k, strip, init);
+    }
+    let rest = PlaneMut {
+        data: &mut data[head..],
+        rows,
+        cols: cols - head,
+        ld,
+    };
+    let x_rest = Plane {
+        data: &x.data[head..],
+        cols: x.cols - head,
+        ..x
+    };
+    run(x_rest, k, rest, init);
+}
+
+/// The `#[target_feature]` entry point of one ISA and type, with the generic bodies
+/// above inlined into it (`run`), and its two safe faces: `$cached`, and `$streaming`
+/// (see [`streaming`]). Streaming is a run-time flag, not a second compiled body: a body
+/// per kind of store made the build 2.5× slower.
+macro_rules! entries {
+    ($t:ty, $features:literal, $v:ty, $nv:literal, $rb3:literal, $rb5:literal,
+     $cached:ident, $streaming:ident) => {
+        fn $cached(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>, init: $t) {
+            // SAFETY: only handed out by `f32_kernel`/`f64_kernel` for a level this CPU
+            // supports; cached stores need nothing more.
+            unsafe { $streaming::run(x, k, out, init, false) }
         }
-        fn $safe(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>, init: $t) {
-            // SAFETY: only handed out by `select` for a level this CPU supports.
-            unsafe { $name(x, k, out, init) }
+
+        fn $streaming(x: Plane<'_, $t>, k: Plane<'_, $t>, out: PlaneMut<'_, $t>, init: $t) {
+            streaming(x, k, out, init, $cached, |x, k, out, init| {
+                // SAFETY: as for `$cached`; `streaming` passes an output whose rows all
+                // start on a cache line.
+                unsafe { $streaming::run(x, k, out, init, true) }
+            })
+        }
+
+        mod $streaming {
+            use super::*;
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn run(
+                x: Plane<'_, $t>,
+                k: Plane<'_, $t>,
+                out: PlaneMut<'_, $t>,
+                init: $t,
+                stream: bool,
+            ) {
+                // SAFETY: forwarded.
+                unsafe { plane::<$v, $nv, $rb3, $rb5>(x, k, out, init, stream) }
+            }
         }
     };
 }
 
-entry!(
+entries!(
+    f32,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
+    F32x16,
+    4,
+    6,
+    4,
     f32_avx512,
-    f32_avx512_fn,
-    f32,
-    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
-    plane::<F32x16, 4, 6, 4>
+    f32_avx512_nt
 );
-entry!(
+entries!(
+    f64,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
+    F64x8,
+    4,
+    6,
+    4,
     f64_avx512,
-    f64_avx512_fn,
-    f64,
-    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma",
-    plane::<F64x8, 4, 6, 4>
+    f64_avx512_nt
 );
-entry!(
-    f32_avx2,
-    f32_avx2_fn,
-    f32,
-    "avx2,fma",
-    plane::<F32x8, 2, 4, 4>
-);
-entry!(
-    f64_avx2,
-    f64_avx2_fn,
-    f64,
-    "avx2,fma",
-    plane::<F64x4, 2, 4, 4>
-);
+entries!(f32, "avx2,fma", F32x8, 2, 4, 4, f32_avx2, f32_avx2_nt);
+entries!(f64, "avx2,fma", F64x4, 2, 4, 4, f64_avx2, f64_avx2_nt);
 
-pub fn f32_kernel(avx512: bool) -> PlanarFn<f32> {
-    if avx512 {
-        f32_avx512_fn
-    } else {
-        f32_avx2_fn
+pub fn f32_kernel(avx512: bool, stores: Stores) -> PlanarFn<f32> {
+    match (avx512, stores) {
+        (true, Stores::Cached) => f32_avx512,
+        (true, Stores::Streaming) => f32_avx512_nt,
+        (false, Stores::Cached) => f32_avx2,
+        (false, Stores::Streaming) => f32_avx2_nt,
     }
 }
 
-pub fn f64_kernel(avx512: bool) -> PlanarFn<f64> {
-    if avx512 {
-        f64_avx512_fn
-    } else {
-        f64_avx2_fn
+pub fn f64_kernel(avx512: bool, stores: Stores) -> PlanarFn<f64> {
+    match (avx512, stores) {
+        (true, Stores::Cached) => f64_avx512,
+        (true, Stores::Streaming) => f64_avx512_nt,
+        (false, Stores::Cached) => f64_avx2,
+        (false, Stores::Streaming) => f64_avx2_nt,
     }
 }
 
