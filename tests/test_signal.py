@@ -356,13 +356,14 @@ def test_large_outputs_with_streaming_stores(dtype, shape, kshape):
     """Outputs of at least 2 MiB per thread are written with non-temporal stores where
     their rows are whole cache lines apart (`same`; `full` rows are not): a masked head
     block up to the first cache line, then line-aligned blocks (the Rust tests put the
-    output at every offset from a line). Small-integer data: the result must be exact."""
+    output at every offset from a line). Small-integer data: exact where the kernel is
+    3×3, which is direct at every level; 5×4 float64 takes the FFT path without SIMD."""
     rng = np.random.default_rng(10)
     a = rng.integers(-8, 8, size=shape).astype(dtype)
     k = rng.integers(-4, 4, size=kshape).astype(dtype)
     for f, g in FUNCS:
         for mode in ["same", "full"]:
-            check(f, g, a, k, mode, exact=True)
+            check(f, g, a, k, mode, exact=kshape == (3, 3))
 
 
 # --- FFT path (float dtypes, large kernels) ------------------------------------------

@@ -42,9 +42,10 @@ pub enum Stores {
 
 impl Stores {
     /// The stores for a thread that writes `bytes` of output: streaming once that share
-    /// is twice a core's L2 (1 MiB here), where `convolve2d` measured 1.1-2.4× faster
-    /// from 4 to 32 MiB outputs at 1 and 2 threads, and from even to 23 % slower below
-    /// (cached lines that a later row block or the next call would have found in L2).
+    /// is twice a core's L2 (1 MiB here). `convolve2d` measured 1.1-2.4× faster with
+    /// 2-16 MiB per thread at 1 and 2 threads (compute-bound kernels within ±3 %), and
+    /// 4-11 % slower at 1 MiB per thread, whose lines a later row block or the next call
+    /// would have found in L2.
     pub fn for_thread_share(bytes: usize) -> Stores {
         const STREAM_BYTES: usize = 2 << 20;
         if bytes >= STREAM_BYTES {
