@@ -354,9 +354,9 @@ def test_large_image_many_bands(dtype):
 @pytest.mark.parametrize("kshape", [(3, 3), (5, 4)])
 def test_large_outputs_with_streaming_stores(dtype, shape, kshape):
     """Outputs of at least 2 MiB per thread are written with non-temporal stores where
-    their rows are whole cache lines apart (`same`; `full` rows are not): a masked head
-    block up to the first cache line, then line-aligned blocks (the Rust tests put the
-    output at every offset from a line). Small-integer data: exact where the kernel is
+    their rows are whole cache lines apart (`same`; `full` rows are not): a cached strip
+    up to the first line-aligned column, then streamed blocks (the Rust tests put the
+    output at several offsets from a line). Small-integer data: exact where the kernel is
     3×3, which is direct at every level; 5×4 float64 takes the FFT path without SIMD."""
     rng = np.random.default_rng(10)
     a = rng.integers(-8, 8, size=shape).astype(dtype)

@@ -172,10 +172,12 @@ mod tests {
 
     /// Every level's kernel, with either kind of stores, equals the definition (exact:
     /// small integers in floats) on shapes that exercise full blocks, row tails and
-    /// masked column tails, with row pitches larger than the width and no slack after
-    /// the buffers. Outputs with a pitch of whole cache lines start at several offsets
-    /// from a line, so that streaming kernels run their head block and line-aligned
-    /// full blocks (or, when the head would cover the row, cached stores only).
+    /// masked column tails, with row pitches larger than the width, no slack after the
+    /// inputs, and the whole output buffer compared (a stray write shows). Outputs with a
+    /// pitch of whole cache lines start at several offsets from a line, so that
+    /// streaming kernels run their cached strip up to the first line-aligned column and
+    /// streamed blocks after it (or, when that column lies past the row, cached stores
+    /// only).
     fn check_levels<T: PlanarElem + PartialEq + std::fmt::Debug>(to: fn(i64) -> T) {
         let line = 64 / size_of::<T>();
         for level in crate::kernels::tile::available_levels() {

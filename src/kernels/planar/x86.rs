@@ -404,88 +404,6 @@ unsafe fn any_block<V: Vector, const R: usize, const NV: usize, const TAIL: bool
     }
 }
 
-/// One block's operands: the plane pointers at a block row, the kernel, `init`, and
-/// whether full blocks stream their stores.
-#[derive(Clone, Copy)]
-struct Operands<E> {
-    x: *const E,
-    ldx: usize,
-    k: *const E,
-    kh: usize,
-    kw: usize,
-    ldk: usize,
-    out: *mut E,
-    ldo: usize,
-    init: E,
-    stream: bool,
-}
-
-impl<E: Copy> Operands<E> {
-    /// The full block at column `q`.
-    ///
-    /// # Safety
-    /// As for [`block`], with `cols == NV·LANES`.
-    #[inline(always)]
-    unsafe fn full<V: Vector<E = E>, const R: usize, const NV: usize>(&self, q: usize) {
-        let o = *self;
-        // SAFETY: forwarded contract.
-        unsafe {
-            any_block::<V, R, NV, false>(
-                o.x.add(q),
-                o.ldx,
-                o.k,
-                o.kh,
-                o.kw,
-                o.ldk,
-                o.out.add(q),
-                o.ldo,
-                NV * V::LANES,
-                o.init,
-                o.stream,
-            )
-        }
-    }
-
-    /// A masked block of `cols < NV·LANES` columns at column `q`. It computes only the
-    /// vectors it needs: narrow planes (and the one-column border strips of `filter2d`)
-    /// would otherwise pay for a full block.
-    ///
-    /// # Safety
-    /// As for [`block`] with `TAIL`.
-    #[inline(always)]
-    unsafe fn partial<V: Vector<E = E>, const R: usize, const NV: usize>(
-        &self,
-        q: usize,
-        cols: usize,
-    ) {
-        // The arms give the block exactly `cols.div_ceil(LANES)` vectors (which `load_row`
-        // and `store_block` rely on) only while NV is at most 4.
-        const { assert!(NV <= 4) };
-        let o = *self;
-        // SAFETY: column q < out.cols of rows inside the plane.
-        let (x0, o0) = unsafe { (o.x.add(q), o.out.add(q)) };
-        let (k, kh, kw, ldx, ldk, ldo, init) = (o.k, o.kh, o.kw, o.ldx, o.ldk, o.ldo, o.init);
-        // SAFETY (all arms): masked block of `cols < NV·LANES` columns, so the arm taken
-        // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
-        unsafe {
-            match cols.div_ceil(V::LANES) {
-                1 => {
-                    any_block::<V, R, 1, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
-                }
-                2 => {
-                    any_block::<V, R, 2, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
-                }
-                3 => {
-                    any_block::<V, R, 3, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
-                }
-                _ => {
-                    any_block::<V, R, NV, true>(x0, ldx, k, kh, kw, ldk, o0, ldo, cols, init, false)
-                }
-            }
-        }
-    }
-}
-
 /// The first column from which every row of `out` (`ldo` elements apart) starts a cache
 /// line, when non-temporal stores can write whole lines: there is such a column before
 /// `cols`, and all rows share it (their pitch is a whole number of lines).
@@ -498,8 +416,8 @@ fn line_aligned_column<E>(out: *const E, ldo: usize, cols: usize) -> Option<usiz
     (head < cols).then_some(head)
 }
 
-/// Output rows `p0..p0 + R` across the whole width: full blocks, then a masked tail.
-/// With `stream`, the full blocks' stores are non-temporal, each a whole cache line.
+/// Output rows `p0..p0 + R` across the whole width. With `stream`, the full blocks'
+/// stores are non-temporal.
 ///
 /// # Safety
 /// As for [`block`] without the column conditions; with `stream`, every row of `out`
@@ -513,31 +431,60 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     stream: bool,
     init: V::E,
 ) {
-    const { assert!((NV * V::LANES * size_of::<V::E>()).is_multiple_of(64)) };
+    // The tail's arms below give it exactly `cols.div_ceil(LANES)` vectors (which
+    // `load_row` and `store_block` rely on) only while NV is at most 4; streamed full
+    // blocks are whole cache lines.
+    const { assert!(NV <= 4 && (NV * V::LANES * size_of::<V::E>()).is_multiple_of(64)) };
     let step = NV * V::LANES;
-    let ops = Operands {
-        // SAFETY: row p0 lies inside both planes.
-        x: unsafe { x.data.as_ptr().add(p0 * x.ld) },
-        ldx: x.ld,
-        k: k.data.as_ptr(),
-        kh: k.rows,
-        kw: k.cols,
-        ldk: k.ld,
-        out: unsafe { out.data.as_mut_ptr().add(p0 * out.ld) },
-        ldo: out.ld,
-        init,
-        stream,
-    };
-    let cols = out.cols;
+    let xp = unsafe { x.data.as_ptr().add(p0 * x.ld) };
+    let op = unsafe { out.data.as_mut_ptr().add(p0 * out.ld) };
+    let kp = k.data.as_ptr();
     let mut q = 0;
-    // SAFETY (all blocks): full blocks end by `cols`, the partial one at it; streamed
-    // ones are whole lines from a line-aligned start in every row.
-    while q + step <= cols {
-        unsafe { ops.full::<V, R, NV>(q) };
+    while q + step <= out.cols {
+        // SAFETY: full block inside the plane (see `block`); streamed ones start on a
+        // line in every row.
+        unsafe {
+            any_block::<V, R, NV, false>(
+                xp.add(q),
+                x.ld,
+                kp,
+                k.rows,
+                k.cols,
+                k.ld,
+                op.add(q),
+                out.ld,
+                step,
+                init,
+                stream,
+            )
+        };
         q += step;
     }
-    if q < cols {
-        unsafe { ops.partial::<V, R, NV>(q, cols - q) };
+    if q < out.cols {
+        // The masked tail computes only the vectors it needs: narrow planes (and the
+        // one-column border strips of `filter2d`) would otherwise pay for a full block.
+        let cols = out.cols - q;
+        // SAFETY: column q < out.cols of rows inside the plane.
+        let (x0, o0) = unsafe { (xp.add(q), op.add(q)) };
+        let (kh, kw, ldx, ldk, ldo) = (k.rows, k.cols, x.ld, k.ld, out.ld);
+        // SAFETY (all arms): masked tail of `cols < NV·LANES` columns, so the arm taken
+        // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
+        unsafe {
+            match cols.div_ceil(V::LANES) {
+                1 => {
+                    any_block::<V, R, 1, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+                2 => {
+                    any_block::<V, R, 2, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+                3 => {
+                    any_block::<V, R, 3, true>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init, false)
+                }
+                _ => any_block::<V, R, NV, true>(
+                    x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init, false,
+                ),
+            }
+        }
     }
 }
 
