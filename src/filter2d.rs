@@ -8,7 +8,7 @@
 //! is bounded whatever the image size.
 //!
 //! Float dtypes with large kernels take the FFT path instead (`fft`: overlap-save on
-//! tiles padded by the same `Layout::pad_block`; `spectral`: the tile transform;
+//! tiles padded by the same `Layout::pad_rows`; `spectral`: the tile transform;
 //! `tiling`: tile sizes and the measured crossover). Integers never do.
 
 mod fft;
@@ -104,6 +104,26 @@ fn source_index(i: isize, len: usize, boundary: Boundary) -> Option<usize> {
     }
 }
 
+/// A row of a padded block as [`Layout::pad_rows`] writes it: a slice of the element
+/// type, or one part of a row of complex values (the FFT path's tiles).
+trait PadRow<T> {
+    fn fill(&mut self, range: std::ops::Range<usize>, v: T);
+    fn copy(&mut self, at: usize, values: &[T]);
+    fn set(&mut self, j: usize, v: T);
+}
+
+impl<T: Copy> PadRow<T> for &mut [T] {
+    fn fill(&mut self, range: std::ops::Range<usize>, v: T) {
+        self[range].fill(v);
+    }
+    fn copy(&mut self, at: usize, values: &[T]) {
+        self[at..at + values.len()].copy_from_slice(values);
+    }
+    fn set(&mut self, j: usize, v: T) {
+        self[j] = v;
+    }
+}
+
 /// The output shape of `filter2d` for these inputs.
 pub fn output_shape(
     in1: [usize; 2],
@@ -153,6 +173,15 @@ impl Layout {
         })
     }
 
+    /// Where the padded input of output block `[p0, rows, q0, cols]` starts in `src`, when
+    /// all of it lies inside the input (no padding to fill in).
+    fn inside(&self, [p0, rows, q0, cols]: [usize; 4]) -> Option<usize> {
+        let (r0, c0) = (p0.checked_sub(self.top)?, q0.checked_sub(self.left)?);
+        let fits =
+            r0 + rows + self.s2[0] - 1 <= self.s1[0] && c0 + cols + self.s2[1] - 1 <= self.s1[1];
+        fits.then_some(r0 * self.s1[1] + c0)
+    }
+
     /// Fills `dst` with the padded input that output rows `p0..p0 + rows`, columns
     /// `q0..q0 + cols` read: `rows + kh - 1` rows of `cols + kw - 1` elements, `ld` apart.
     #[allow(clippy::too_many_arguments)]
@@ -167,27 +196,34 @@ impl Layout {
         dst: &mut [T],
         ld: usize,
     ) {
+        self.pad_rows(src, fill, [p0, rows, q0, cols], dst.chunks_exact_mut(ld));
+    }
+
+    /// [`Layout::pad_block`] into any rows (`dst` yields at least `rows + kh - 1` of them,
+    /// each at least `cols + kw - 1` long) of the block `[p0, rows, q0, cols]`.
+    fn pad_rows<T: Copy, R: PadRow<T>>(
+        &self,
+        src: &[T],
+        fill: T,
+        [p0, rows, q0, cols]: [usize; 4],
+        dst: impl Iterator<Item = R>,
+    ) {
         let (h, w) = (self.s1[0], self.s1[1]);
         let wb = cols + self.s2[1] - 1;
         // Padded columns `lo..hi` come straight from one input row.
         let lo = self.left.saturating_sub(q0).min(wb);
         let hi = (self.left + w).saturating_sub(q0).min(wb).max(lo);
-        for (i, d) in dst
-            .chunks_exact_mut(ld)
-            .take(rows + self.s2[0] - 1)
-            .enumerate()
-        {
-            let d = &mut d[..wb];
+        for (i, mut d) in dst.take(rows + self.s2[0] - 1).enumerate() {
             match source_index((p0 + i) as isize - self.top as isize, h, self.boundary) {
-                None => d.fill(fill),
+                None => d.fill(0..wb, fill),
                 Some(r) => {
                     let s = &src[r * w..(r + 1) * w];
                     if hi > lo {
-                        d[lo..hi].copy_from_slice(&s[q0 + lo - self.left..q0 + hi - self.left]);
+                        d.copy(lo, &s[q0 + lo - self.left..q0 + hi - self.left]);
                     }
                     for j in (0..lo).chain(hi..wb) {
                         let c = (q0 + j) as isize - self.left as isize;
-                        d[j] = source_index(c, w, self.boundary).map_or(fill, |c| s[c]);
+                        d.set(j, source_index(c, w, self.boundary).map_or(fill, |c| s[c]));
                     }
                 }
             }

@@ -154,11 +154,7 @@ impl<T: FftFloat> Engine<T> {
                 *v = *v * *g;
             }
             self.col_inv.process_with_scratch(cols, &mut ws.scratch);
-            for r in 0..rows_out {
-                for j in 0..b {
-                    ws.tile[r * n[1] + c0 + j] = cols[j * n[0] + r];
-                }
-            }
+            scatter(cols, n, c0, b, rows_out, &mut ws.tile);
         }
         self.rows(&mut ws.tile, rows_out, false, &mut ws.scratch);
     }
@@ -172,11 +168,58 @@ fn gather<T: Copy>(
     b: usize,
     cols: &mut [Complex<T>],
 ) {
+    if let Some(mut block) = full_block(cols, n[0], b) {
+        // A whole block: the column count is a constant, so the loop over it unrolls.
+        for (r, row) in tile.chunks_exact(n[1]).enumerate() {
+            for (col, &v) in block.iter_mut().zip(&row[c0..c0 + COL_BLOCK]) {
+                col[r] = v;
+            }
+        }
+        return;
+    }
     for (r, row) in tile.chunks_exact(n[1]).enumerate() {
         for (j, &v) in row[c0..c0 + b].iter().enumerate() {
             cols[j * n[0] + r] = v;
         }
     }
+}
+
+/// The first `rows` rows of `b` gathered columns back into columns `c0..c0 + b` of `tile`.
+fn scatter<T: Copy>(
+    cols: &mut [Complex<T>],
+    n: [usize; 2],
+    c0: usize,
+    b: usize,
+    rows: usize,
+    tile: &mut [Complex<T>],
+) {
+    if let Some(block) = full_block(cols, n[0], b) {
+        for (r, row) in tile.chunks_exact_mut(n[1]).take(rows).enumerate() {
+            for (v, col) in row[c0..c0 + COL_BLOCK].iter_mut().zip(&block) {
+                *v = col[r];
+            }
+        }
+        return;
+    }
+    for (r, row) in tile.chunks_exact_mut(n[1]).take(rows).enumerate() {
+        for (j, v) in row[c0..c0 + b].iter_mut().enumerate() {
+            *v = cols[j * n[0] + r];
+        }
+    }
+}
+
+/// `cols` as `COL_BLOCK` columns of `n0` when it holds a whole block (`b == COL_BLOCK`).
+fn full_block<T>(cols: &mut [T], n0: usize, b: usize) -> Option<[&mut [T]; COL_BLOCK]> {
+    if b != COL_BLOCK {
+        return None;
+    }
+    let mut it = cols.chunks_exact_mut(n0);
+    let block: [Option<&mut [T]>; COL_BLOCK] = std::array::from_fn(|_| it.next());
+    // Every column exists when `cols` holds `COL_BLOCK · n0` elements.
+    if block.iter().any(Option::is_none) {
+        return None;
+    }
+    Some(block.map(|c| c.unwrap_or_default()))
 }
 
 #[cfg(test)]
