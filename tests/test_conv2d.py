@@ -747,6 +747,16 @@ THREAD_CASES = {
         "padding": 2,
         "groups": 2,
     },
+    # Rows too wide for a band of 16 output rows in L2: the row algorithm cuts them into
+    # column strips (2 for float32 and 3 for float64 here, the last narrower; 5 strided).
+    "rows-column-strips": {"x": (1, 16, 20, 1000), "w": (16, 16, 3, 3), "padding": 1},
+    "rows-column-strips-strided": {
+        "x": (1, 16, 40, 2001),
+        "w": (32, 16, 3, 3),
+        "stride": 2,
+        "dilation": (1, 2),
+        "padding": ((1, 0), (2, 1)),
+    },
 }
 
 

@@ -73,7 +73,9 @@ fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path 
 /// - enough positions to pay for packing the weights, which costs about as much as
 ///   computing 16 positions (64 positions were 6-10 % slower, 100 were 6 % faster);
 /// - padding no wider than the input, since every band row carries it;
-/// - bands of several rows that fit L2 (on `big`'s wide rows it was 12-17 % slower).
+/// - bands of several rows that fit L2, in column strips on wide images (`big` in whole
+///   rows, 2 MiB bands in L3, was 12-17 % slower; in strips as fast at 1 thread and
+///   1.11× faster at 2).
 fn rows_suit(g: &ConvGeometry, lanes: usize, elem: usize) -> bool {
     let kt = g.c_in_per_group() * g.kh * g.kw;
     g.c_out_per_group().is_multiple_of(lanes)
@@ -379,9 +381,9 @@ mod tests {
             let pad = Padding::Explicit([(w[2] / 2) as i64; 4]);
             ConvGeometry::new(x, w, [stride, stride], pad, [1, 1], groups).unwrap()
         };
-        // r3x3, r3x3b8, deep, s2 and conv1; not a 64-position layer (packing its weights
-        // costs more than the halo lanes), a 128-channel 1×1 (short reduction), cifar (16
-        // channels) or big (rows too wide for a band in L2).
+        // r3x3, r3x3b8, deep, s2, conv1 and big (in column strips); not a 64-position
+        // layer (packing its weights costs more than the halo lanes), a 128-channel 1×1
+        // (short reduction) or cifar (16 channels).
         #[rustfmt::skip]
         let layers = [
             ([1, 64, 56, 56], [64, 64, 3, 3], 1, Path::Rows),
@@ -392,7 +394,7 @@ mod tests {
             ([1, 3, 224, 224], [64, 3, 7, 7], 2, Path::Rows),
             ([1, 128, 28, 28], [128, 128, 1, 1], 1, Path::Direct),
             ([64, 3, 32, 32], [16, 3, 5, 5], 1, Path::Direct),
-            ([1, 64, 1024, 1024], [64, 64, 3, 3], 1, Path::Direct),
+            ([1, 64, 1024, 1024], [64, 64, 3, 3], 1, Path::Rows),
         ];
         for (x, w, stride, want) in layers {
             let g = geo(x, w, stride, 1);

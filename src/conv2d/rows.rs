@@ -1,8 +1,8 @@
 //! The row algorithm: direct convolution one output row at a time, output channels
 //! along the vector lanes (see [`RowKernel`]). The input is copied once into a
-//! zero-padded band of rows per task, the weights once per call into blocks of `v`
-//! output channels (or, where a block serves one task alone, by that task); kernel rows
-//! that fall in the top or bottom padding are left out.
+//! zero-padded band of rows per task (of column strips on wide images), the weights once
+//! per call into blocks of `v` output channels (or, where a block serves one task alone,
+//! by that task); kernel rows that fall in the top or bottom padding are left out.
 //! Unlike the band algorithm in `direct`, no lane computes a halo column or a position
 //! past the end of the image, which matters most on narrow images and strided layers.
 
@@ -19,7 +19,7 @@ use super::tiles::Split;
 /// Padded input band of one task. Every call reads `kh · channels` short runs of it, one
 /// per channel plane, so it must stay in L2: from L3 (`big`'s 1026-wide rows gave bands
 /// of 6 rows in 2 MiB) the latency of those scattered reads made the call 12-17 % slower
-/// than the band algorithm.
+/// than the band algorithm. Wide images are cut into column strips (`strip_cols`).
 const BAND_BYTES: usize = 1 << 20;
 /// Fewest output rows per band for which the row algorithm is chosen: shorter bands
 /// re-copy their halo rows too often.
@@ -96,12 +96,48 @@ fn pitch(g: &ConvGeometry) -> usize {
     g.pad_left + g.w + g.pad_right
 }
 
-/// Output rows per band: as many as fit `BAND_BYTES` with their halo, at least one.
-pub fn band_rows(g: &ConvGeometry, elem: usize) -> usize {
-    let per_row = g.c_in_per_group() * pitch(g) * elem;
+/// Elements per band row of a strip of `cols` output columns: the padded columns they read.
+fn strip_pitch(g: &ConvGeometry, cols: usize) -> usize {
+    (cols - 1) * g.sw + (g.kw - 1) * g.dw + 1
+}
+
+/// Output rows per band of `pitch`-wide rows: as many as fit `BAND_BYTES` with their halo,
+/// at least one.
+fn rows_fitting(g: &ConvGeometry, pitch: usize, elem: usize) -> usize {
+    let per_row = g.c_in_per_group() * pitch * elem;
     let rows_in = BAND_BYTES / per_row.max(1);
     let halo = g.dh * (g.kh - 1);
     (rows_in.saturating_sub(halo + 1) / g.sh + 1).min(g.h_out)
+}
+
+/// Output columns per strip. Whole rows when a band of them holds `STRIP_ROWS` output
+/// rows (or all of them); on wide images, column strips narrow enough for that, of
+/// about equal width, so that the band stays in L2 (see `BAND_BYTES`).
+fn strip_cols(g: &ConvGeometry, elem: usize) -> usize {
+    const STRIP_ROWS: usize = 2 * MIN_BAND_ROWS;
+    let rows = STRIP_ROWS.min(g.h_out);
+    if rows_fitting(g, pitch(g), elem) >= rows {
+        return g.w_out;
+    }
+    let rows_in = (rows - 1) * g.sh + g.dh * (g.kh - 1) + 1;
+    let max_pitch = BAND_BYTES / (g.c_in_per_group() * rows_in * elem).max(1);
+    let Some(room) = max_pitch.checked_sub((g.kw - 1) * g.dw + 1) else {
+        return g.w_out;
+    };
+    let cols = (room / g.sw + 1).min(g.w_out);
+    let strips = g.w_out.div_ceil(cols);
+    g.w_out.div_ceil(strips)
+}
+
+/// Output rows per band (of the strips [`strip_cols`] chooses), at least one.
+pub fn band_rows(g: &ConvGeometry, elem: usize) -> usize {
+    let cols = strip_cols(g, elem);
+    let pitch = if cols == g.w_out {
+        pitch(g)
+    } else {
+        strip_pitch(g, cols)
+    };
+    rows_fitting(g, pitch, elem)
 }
 
 pub fn conv2d<T: ConvFloat>(
@@ -116,8 +152,15 @@ pub fn conv2d<T: ConvFloat>(
     let v = kern.v;
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
-    let pitch = pitch(g);
-    let max_rows = band_rows(g, std::mem::size_of::<T>());
+    let elem = std::mem::size_of::<T>();
+    let cols = strip_cols(g, elem);
+    let strips = g.w_out.div_ceil(cols);
+    let pitch = if strips == 1 {
+        pitch(g)
+    } else {
+        strip_pitch(g, cols)
+    };
+    let max_rows = band_rows(g, elem);
     let bands = g.h_out.div_ceil(max_rows);
     // Short bands split by rows give each thread few rows per weight block, and every
     // thread then streams all the weights (at 2 threads `deep` was 8 % slower than the
@@ -145,13 +188,6 @@ pub fn conv2d<T: ConvFloat>(
         let p1 = (p0 + rows_per_task).min(g.h_out);
         let rows_in = (p1 - p0 - 1) * g.sh + g.dh * (g.kh - 1) + 1;
         let x_group = &x[(n * g.c_in + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
-        let band = fill(g, x_group, p0 * g.sh, rows_in, pitch)?;
-        // The farthest element any call reads: last channel, band row and column.
-        let last = (cg - 1) * rows_in * pitch
-            + (rows_in - 1) * pitch
-            + (g.w_out - 1) * g.sw
-            + (g.kw - 1) * g.dw;
-        assert!(last < band.len());
         let mut row_buf = Scratch::<T>::zeroed(g.w_out * v, "output row")?;
         // Offset of each channel's output row from the block's first.
         let mut channel_rows = try_reserved(v, "output row offsets")?;
@@ -160,48 +196,58 @@ pub fn conv2d<T: ConvFloat>(
             Some(_) => None,
             None => Some(Scratch::<T>::zeroed(kt * v, "packed weights")?),
         };
-        for blk in oc_range.start / v..oc_range.end.div_ceil(v) {
-            let w_blk = match (shared.as_deref(), own.as_deref_mut()) {
-                (Some(packed), _) => &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v],
-                (None, Some(own)) => {
-                    pack_block(g, kern, w, &offsets, (gi, blk), own);
-                    &own[..]
+        for q_a in (0..g.w_out).step_by(cols) {
+            let width = cols.min(g.w_out - q_a);
+            let band = fill(g, x_group, [p0 * g.sh, rows_in], q_a * g.sw, pitch)?;
+            // The farthest element any call reads: last channel, band row and column.
+            let last = (cg - 1) * rows_in * pitch
+                + (rows_in - 1) * pitch
+                + (width - 1) * g.sw
+                + (g.kw - 1) * g.dw;
+            assert!(last < band.len());
+            for blk in oc_range.start / v..oc_range.end.div_ceil(v) {
+                let w_blk = match (shared.as_deref(), own.as_deref_mut()) {
+                    (Some(packed), _) => &packed[(gi * kg.div_ceil(v) + blk) * kt * v..][..kt * v],
+                    (None, Some(own)) => {
+                        pack_block(g, kern, w, &offsets, (gi, blk), own);
+                        &own[..]
+                    }
+                    (None, None) => unreachable!("a task without shared weights packs its own"),
+                };
+                for p in p0..p1 {
+                    let (lo, hi) = live_kernel_rows(g, p);
+                    // With every kernel row in the padding, the row is the bias alone.
+                    let live_cols = if hi > lo { width } else { 0 };
+                    if live_cols == 0 {
+                        row_buf.fill(T::ZERO);
+                    }
+                    for q0 in (0..live_cols).step_by(kern.rmax) {
+                        let r = kern.rmax.min(width - q0);
+                        let args = RowArgs {
+                            x: band[((p - p0) * g.sh + lo * g.dh) * pitch + q0 * g.sw..].as_ptr(),
+                            kh_step: g.dh * pitch,
+                            channel: rows_in * pitch,
+                            kw_step: g.dw,
+                            pos_step: g.sw,
+                            kh: hi - lo,
+                            channels: cg,
+                            kw: g.kw,
+                            w: w_blk[lo * cg * g.kw * v..].as_ptr(),
+                            out: row_buf[q0 * v..].as_mut_ptr(),
+                        };
+                        // SAFETY: every read is inside the band (the farthest was checked
+                        // above) and the block's weights; the results fit the row buffer.
+                        unsafe { kern.run(r, &args) };
+                    }
+                    let k0 = gi * kg + blk * v;
+                    let channels = &channel_rows[..v.min(oc_range.end - blk * v)];
+                    let start = (n * g.c_out + k0) * plane_out + p * g.w_out + q_a;
+                    let dst = out.ptr_at(start, (channels.len() - 1) * plane_out + width);
+                    let add = bias.map(|b| &b[k0..k0 + channels.len()]);
+                    // SAFETY: this task alone writes channels oc_range of rows p0..p1, and
+                    // `ptr_at` checked that the last channel's row lies in the output.
+                    unsafe { kern.store(&row_buf, width, channels, add, dst) };
                 }
-                (None, None) => unreachable!("a task without shared weights packs its own"),
-            };
-            for p in p0..p1 {
-                let (lo, hi) = live_kernel_rows(g, p);
-                // With every kernel row in the padding, the row is the bias alone.
-                let live_cols = if hi > lo { g.w_out } else { 0 };
-                if live_cols == 0 {
-                    row_buf.fill(T::ZERO);
-                }
-                for q0 in (0..live_cols).step_by(kern.rmax) {
-                    let r = kern.rmax.min(g.w_out - q0);
-                    let args = RowArgs {
-                        x: band[((p - p0) * g.sh + lo * g.dh) * pitch + q0 * g.sw..].as_ptr(),
-                        kh_step: g.dh * pitch,
-                        channel: rows_in * pitch,
-                        kw_step: g.dw,
-                        pos_step: g.sw,
-                        kh: hi - lo,
-                        channels: cg,
-                        kw: g.kw,
-                        w: w_blk[lo * cg * g.kw * v..].as_ptr(),
-                        out: row_buf[q0 * v..].as_mut_ptr(),
-                    };
-                    // SAFETY: every read is inside the band (the farthest was checked
-                    // above) and the block's weights; the results fit the row buffer.
-                    unsafe { kern.run(r, &args) };
-                }
-                let k0 = gi * kg + blk * v;
-                let channels = &channel_rows[..v.min(oc_range.end - blk * v)];
-                let start = (n * g.c_out + k0) * plane_out + p * g.w_out;
-                let dst = out.ptr_at(start, (channels.len() - 1) * plane_out + g.w_out);
-                let add = bias.map(|b| &b[k0..k0 + channels.len()]);
-                // SAFETY: this task alone writes channels oc_range of rows p0..p1, and
-                // `ptr_at` checked that the last channel's row lies in the output.
-                unsafe { kern.store(&row_buf, g.w_out, channels, add, dst) };
             }
         }
         Ok(())
@@ -209,23 +255,28 @@ pub fn conv2d<T: ConvFloat>(
 }
 
 /// The zero-padded rows `r0..r0 + rows` (padded coordinates) of every channel of one
-/// image and group, `pitch` wide, written front to back.
+/// image and group, `pitch` columns from padded column `c0`, written front to back.
 fn fill<T: ConvFloat>(
     g: &ConvGeometry,
     x_group: &[T],
-    r0: usize,
-    rows: usize,
+    [r0, rows]: [usize; 2],
+    c0: usize,
     pitch: usize,
 ) -> Result<Scratch<T>> {
     let mut band = Scratch::with_capacity(g.c_in_per_group() * rows * pitch, "input band")?;
+    // Columns of a band row: `left` zeros, then input columns `from..from + copied`, then
+    // zeros up to the pitch.
+    let left = g.pad_left.saturating_sub(c0).min(pitch);
+    let from = c0.saturating_sub(g.pad_left);
+    let copied = g.w.saturating_sub(from).min(pitch - left);
     for c in 0..g.c_in_per_group() {
         let x_c = &x_group[c * g.h * g.w..][..g.h * g.w];
         for r in r0..r0 + rows {
             match r.checked_sub(g.pad_top).filter(|&s| s < g.h) {
                 Some(s) => {
-                    band.extend_zeros(g.pad_left);
-                    band.extend_from_slice(&x_c[s * g.w..][..g.w]);
-                    band.extend_zeros(g.pad_right);
+                    band.extend_zeros(left);
+                    band.extend_from_slice(&x_c[s * g.w + from..][..copied]);
+                    band.extend_zeros(pitch - left - copied);
                 }
                 None => band.extend_zeros(pitch),
             }
