@@ -468,8 +468,7 @@ impl Filter2d {
         level: SimdLevel,
     ) -> Result<()> {
         if let (Some(l), Some(grid)) = (self.layout(out.len())?, self.fft_grid::<T>(false, level)) {
-            let values = in1.iter().chain(std::iter::once(&fill));
-            if fft::safe(values, in2, grid.n[0] * grid.n[1]) {
+            if l.fft_safe(in1, &[fill], in2, grid.n[0] * grid.n[1]) {
                 return l.real_fft(grid, in1, fill, &flipped(in2, self.flip), out, level);
             }
         }
@@ -503,8 +502,7 @@ impl Filter2d {
         let kre = flipped(&split(in2, 0), self.flip);
         let kim = flipped(&split(in2, 1), self.flip);
         if let Some(grid) = self.fft_grid::<T>(true, level) {
-            let values = in1.iter().chain([&fill.0, &fill.1]);
-            if fft::safe(values, in2, grid.n[0] * grid.n[1]) {
+            if l.fft_safe(in1, &[fill.0, fill.1], in2, grid.n[0] * grid.n[1]) {
                 return l.complex_fft(grid, (&re1, &im1), fill, (&kre, &kim), out, level);
             }
         }

@@ -452,16 +452,21 @@ def test_fft_error_is_relative_to_output_magnitude(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, "huge"])
-def test_non_finite_or_huge_values_stay_local(dtype, bad):
+@pytest.mark.parametrize("where", [(40, 50), (159, 149)], ids=["early", "last"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_non_finite_or_huge_values_stay_local(dtype, bad, where, threads):
     """NaN/inf would spread over a whole FFT tile and huge values could overflow the
-    spectrum: those inputs take the direct kernel, so NaN/inf stay where SciPy has them."""
+    spectrum: those inputs take the direct kernel, so NaN/inf stay where SciPy has them.
+    The input is scanned for them in one chunk per thread: the bad value sits in the
+    first or the last chunk."""
+    convrs.set_num_threads(threads)
     rng = np.random.default_rng(8)
     a = random_array(rng, (160, 150), dtype)
     k = random_array(rng, (21, 21), dtype)
     if bad == "huge":
-        a[40, 50] = np.finfo(np.dtype(dtype)).max / 4
+        a[where] = np.finfo(np.dtype(dtype)).max / 4
     else:
-        a[40, 50] = bad
+        a[where] = bad
     for f, g in FUNCS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
