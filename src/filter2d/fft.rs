@@ -6,8 +6,8 @@
 //! image) are copied in one pass as whole complex values. Real images put two tiles in
 //! one complex transform (real and imaginary parts: the kernel is real, so the two
 //! results do not mix) and read both back in one pass; complex images use one tile per
-//! transform. Tasks own a range
-//! of tiles and one workspace, so memory is bounded by the tile size per thread.
+//! transform. Tasks own a range of tiles and one workspace, so memory is bounded by the
+//! tile size per thread.
 //!
 //! The error is relative to the scale of the whole tile (about `eps · log2(n) · max|x| ·
 //! Σ|k|`), not to each output element. Inputs whose sums could overflow in the spectrum,
@@ -113,7 +113,7 @@ impl Layout {
         points: usize,
     ) -> bool {
         let threads = self.fft_threads();
-        let chunk = input.len().div_ceil(threads).max(1);
+        let chunk = input.len().div_ceil(threads.max(1)).max(1);
         let ok = AtomicBool::new(safe(extra, kernel, points));
         let scanned = for_each_task(input.len().div_ceil(chunk), threads, |t| {
             let part = &input[t * chunk..((t + 1) * chunk).min(input.len())];
