@@ -383,7 +383,8 @@ mod tests {
         };
         // r3x3, r3x3b8, deep, s2, conv1 and big (in column strips); not a 64-position
         // layer (packing its weights costs more than the halo lanes), a 128-channel 1×1
-        // (short reduction) or cifar (16 channels).
+        // (short reduction), cifar (16 channels) or 4096 channels on 14×14 (a band of
+        // whole rows holds 2 rows, and strips would be 2 columns wide).
         #[rustfmt::skip]
         let layers = [
             ([1, 64, 56, 56], [64, 64, 3, 3], 1, Path::Rows),
@@ -395,6 +396,7 @@ mod tests {
             ([1, 128, 28, 28], [128, 128, 1, 1], 1, Path::Direct),
             ([64, 3, 32, 32], [16, 3, 5, 5], 1, Path::Direct),
             ([1, 64, 1024, 1024], [64, 64, 3, 3], 1, Path::Rows),
+            ([1, 4096, 14, 14], [64, 4096, 3, 3], 1, Path::Direct),
         ];
         for (x, w, stride, want) in layers {
             let g = geo(x, w, stride, 1);

@@ -112,9 +112,14 @@ fn rows_fitting(g: &ConvGeometry, pitch: usize, elem: usize) -> usize {
 
 /// Output columns per strip. Whole rows when a band of them holds `STRIP_ROWS` output
 /// rows (or all of them); on wide images, column strips narrow enough for that, of
-/// about equal width, so that the band stays in L2 (see `BAND_BYTES`).
+/// about equal width, so that the band stays in L2 (see `BAND_BYTES`). Strips narrower
+/// than `MIN_STRIP_COLS` are not cut (many channels on a narrow image): each strip
+/// re-copies its halo columns and runs kernel calls no wider than itself, and such
+/// layers were not measured; they keep whole rows, whose short bands leave them to the
+/// band algorithm as before strips existed.
 fn strip_cols(g: &ConvGeometry, elem: usize) -> usize {
     const STRIP_ROWS: usize = 2 * MIN_BAND_ROWS;
+    const MIN_STRIP_COLS: usize = 64;
     let rows = STRIP_ROWS.min(g.h_out);
     if rows_fitting(g, pitch(g), elem) >= rows {
         return g.w_out;
@@ -125,6 +130,9 @@ fn strip_cols(g: &ConvGeometry, elem: usize) -> usize {
         return g.w_out;
     };
     let cols = (room / g.sw + 1).min(g.w_out);
+    if cols < MIN_STRIP_COLS {
+        return g.w_out;
+    }
     let strips = g.w_out.div_ceil(cols);
     g.w_out.div_ceil(strips)
 }
