@@ -6,7 +6,8 @@
 //! lanes (the weights are packed `[kernel row][channel][kernel column][v]`, one vector
 //! load per tap) and positions are broadcast from the padded input, so no lane is
 //! wasted on a short row or a halo, positions may be strided, and a kernel row that
-//! falls in the padding is left out by starting and ending the reduction elsewhere.
+//! falls in the padding is left out by starting and ending the reduction elsewhere, a
+//! kernel column that does for some positions by a range of positions per column.
 
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -29,6 +30,9 @@ pub struct RowArgs<T> {
     pub kw: usize,
     /// Packed weights of the first kernel row: `kh · channels · kw` vectors of `v`.
     pub w: *const T,
+    /// Null, or `kw` ranges `[lo, hi)`: kernel column `s` is summed over positions
+    /// `lo..hi` only, its other positions reading column padding.
+    pub live: *const [usize; 2],
     /// `r · v` results, position-major.
     pub out: *mut T,
 }
@@ -122,7 +126,8 @@ impl<T> RowKernel<T> {
     ///
     /// # Safety
     /// `1 <= r <= rmax`; every input element the sum names is readable, `a.w` holds
-    /// `a.kh · a.channels · a.kw · v` readable elements and `a.out` `r · v` writable ones.
+    /// `a.kh · a.channels · a.kw · v` readable elements, `a.live` is null or holds `a.kw`
+    /// readable ranges, and `a.out` `r · v` writable ones.
     #[inline]
     pub unsafe fn run(&self, r: usize, a: &RowArgs<T>) {
         assert!((1..=self.rmax).contains(&r));
@@ -156,17 +161,38 @@ mod tests {
     use super::*;
     use crate::kernels::tile::available_levels;
 
+    /// One kernel against the definition for every call size, with every tap live and
+    /// with some kernel columns live over part of the positions only (the others read
+    /// zeros, as column padding would be), an empty range among them.
     fn check<T: Copy + Default>(kern: RowKernel<T>, to: fn(f64) -> T, from: fn(T) -> f64) {
         let v = kern.v;
         let (kh, channels, kw) = (2, 3, 3);
+        // Every (kernel row, channel, column, position) names its own element.
         let (kh_step, channel, kw_step, pos_step) = (97, 211, 2, 3);
-        let x: Vec<T> = (0..1200)
-            .map(|i| to(((i * 7) % 23) as f64 - 11.0))
-            .collect();
         let w: Vec<T> = (0..kh * channels * kw * v)
             .map(|i| to(((i * 5) % 17) as f64 - 8.0))
             .collect();
-        for r in 1..=kern.rmax {
+        for (r, edge) in (1..=kern.rmax).flat_map(|r| [(r, false), (r, true)]) {
+            let live: Vec<[usize; 2]> = (0..kw)
+                .map(|s| match (edge, s) {
+                    (false, _) => [0, r],
+                    (true, 0) => [1.min(r), r],
+                    (true, 1) => [r / 2, r / 2],
+                    (true, _) => [0, r - 1],
+                })
+                .collect();
+            let is_live = |s: usize, p: usize| (live[s][0]..live[s][1]).contains(&p);
+            let mut x: Vec<T> = (0..1200)
+                .map(|i| to(((i * 7) % 23) as f64 - 11.0))
+                .collect();
+            let at = |i: usize, c: usize, s: usize, p: usize| {
+                i * kh_step + c * channel + s * kw_step + p * pos_step
+            };
+            for (i, c, s, p) in taps(kh, channels, kw, r) {
+                if !is_live(s, p) {
+                    x[at(i, c, s, p)] = to(0.0);
+                }
+            }
             let mut out = vec![to(f64::NAN); r * v];
             let a = RowArgs {
                 x: x.as_ptr(),
@@ -178,38 +204,47 @@ mod tests {
                 channels,
                 kw,
                 w: w.as_ptr(),
+                live: if edge {
+                    live.as_ptr()
+                } else {
+                    std::ptr::null()
+                },
                 out: out.as_mut_ptr(),
             };
-            // SAFETY: the largest index read is within x (checked by the slice below).
-            assert!(
-                (kh - 1) * kh_step
-                    + (channels - 1) * channel
-                    + (kw - 1) * kw_step
-                    + (r - 1) * pos_step
-                    < x.len()
-            );
+            // SAFETY: the largest index read is within x (checked here), `live` holds
+            // `kw` ranges and `out` `r · v` results.
+            assert!(at(kh - 1, channels - 1, kw - 1, r - 1) < x.len());
             unsafe { kern.run(r, &a) };
             for p in 0..r {
                 for o in 0..v {
-                    let mut want = 0.0;
-                    for i in 0..kh {
-                        for c in 0..channels {
-                            for s in 0..kw {
-                                let xi = i * kh_step + c * channel + s * kw_step + p * pos_step;
-                                want +=
-                                    from(x[xi]) * from(w[((i * channels + c) * kw + s) * v + o]);
-                            }
-                        }
-                    }
+                    let want: f64 = taps(kh, channels, kw, r)
+                        .filter(|&(_, _, s, q)| q == p && is_live(s, q))
+                        .map(|(i, c, s, q)| {
+                            from(x[at(i, c, s, q)]) * from(w[((i * channels + c) * kw + s) * v + o])
+                        })
+                        .sum();
                     assert_eq!(
                         from(out[p * v + o]),
                         want,
-                        "{} r {r} p {p} o {o}",
+                        "{} r {r} edge {edge} p {p} o {o}",
                         kern.name
                     );
                 }
             }
         }
+    }
+
+    /// Every (kernel row, channel, kernel column, position), in summation order.
+    fn taps(
+        kh: usize,
+        channels: usize,
+        kw: usize,
+        r: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        (0..kh).flat_map(move |i| {
+            (0..channels)
+                .flat_map(move |c| (0..kw).flat_map(move |s| (0..r).map(move |p| (i, c, s, p))))
+        })
     }
 
     /// Every packer against the definition, on blocks with and without whole 8 × 8

@@ -7,6 +7,10 @@ use std::arch::x86_64::*;
 use super::scalar;
 use super::{RowArgs, RowKernel};
 
+/// Positions at each end of an edge call whose padded taps are left out: the column
+/// padding of a kernel up to 7 wide at unit stride, or of 7×7 at stride 2 (`conv1`).
+const EDGE_POSITIONS: usize = 3;
+
 /// Expands to a `#[target_feature]` body generic over the position count `R`, and the
 /// entry point that picks `R` (a macro, not an `#[inline(always)]` generic, so that every
 /// intrinsic is compiled inside the target_feature function).
@@ -17,20 +21,33 @@ macro_rules! row_kernel {
         /// See `RowKernel::run`; additionally the CPU must support the enabled features
         /// (guaranteed by `simd::level`).
         unsafe fn $name(r: usize, a: &RowArgs<$t>) {
+            /// `EDGE`: some kernel columns skip positions in the column padding (`a.live`);
+            /// a separate body, so that calls inside the image keep the branch-free loop.
             #[target_feature(enable = $features)]
-            unsafe fn body<const R: usize>(a: &RowArgs<$t>) {
+            unsafe fn body<const R: usize, const EDGE: bool>(a: &RowArgs<$t>) {
                 let mut acc = [[$zero(); 2]; R];
                 let mut w = a.w;
                 for i in 0..a.kh {
                     for c in 0..a.channels {
                         // SAFETY (this block): the caller guarantees two vectors of
-                        // weights per tap and every input element the sum names.
+                        // weights per tap, every input element the sum names and, for
+                        // an edge call, `kw` live ranges.
                         unsafe {
                             let mut x = a.x.add(i * a.kh_step + c * a.channel);
-                            for _ in 0..a.kw {
+                            for s in 0..a.kw {
+                                let [lo, hi] = if EDGE { *a.live.add(s) } else { [0, R] };
                                 let w0 = $load(w);
                                 let w1 = $load(w.add($lanes));
                                 for p in 0..R {
+                                    // Only the first and last `EDGE_POSITIONS` are checked,
+                                    // so that the test folds away for the others (which
+                                    // then sum the band's zeros, as the plain body does).
+                                    if EDGE
+                                        && ((p < EDGE_POSITIONS && p < lo)
+                                            || (p + EDGE_POSITIONS >= R && p >= hi))
+                                    {
+                                        continue;
+                                    }
                                     let xp = $set1(*x.add(p * a.pos_step));
                                     acc[p][0] = $fma(xp, w0, acc[p][0]);
                                     acc[p][1] = $fma(xp, w1, acc[p][1]);
@@ -49,9 +66,10 @@ macro_rules! row_kernel {
                     }
                 }
             }
-            match r {
+            match (r, a.live.is_null()) {
                 // SAFETY: forwarded contract.
-                $($r => unsafe { body::<$r>(a) },)+
+                $(($r, true) => unsafe { body::<$r, false>(a) },
+                  ($r, false) => unsafe { body::<$r, true>(a) },)+
                 _ => unreachable!("row kernel called for {r} positions"),
             }
         }
@@ -157,8 +175,8 @@ macro_rules! transposer {
             // back to end at the edge and writes some elements again, with the same
             // values, instead of leaving them to the scalar reference.
             let origins = |n: usize| (0..n).step_by(B).map(move |o| o.min(n - B));
-            for r0 in origins(rows) {
-                for c0 in origins(cols) {
+            for c0 in origins(cols) {
+                for r0 in origins(rows) {
                     let mut r = [$zero(); B];
                     for (i, ri) in r.iter_mut().enumerate() {
                         // SAFETY: rows r0..r0 + B and columns c0..c0 + B lie in `src`
