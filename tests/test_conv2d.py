@@ -654,6 +654,11 @@ THREAD_CASES = {
         "padding": "same",
     },
     "1x1": {"x": (2, 32, 30, 30), "w": (40, 32, 1, 1)},
+    # 1×1 layers write whole tiles straight to the output planes: a reduction longer than
+    # one chunk (the second continues from the first's sums there), and groups whose
+    # biases start inside the array (one wide-kernel block per group at 8 rows per block).
+    "1x1-long-reduction": {"x": (1, 200, 20, 20), "w": (48, 200, 1, 1)},
+    "1x1-grouped": {"x": (2, 48, 17, 19), "w": (32, 12, 1, 1), "groups": 4},
     "depthwise": {"x": (3, 32, 40, 40), "w": (32, 1, 5, 5), "padding": 2, "groups": 32},
     "grouped": {"x": (2, 24, 30, 30), "w": (24, 6, 3, 3), "padding": 1, "groups": 4},
     "batch-one-tall": {"x": (1, 8, 200, 24), "w": (16, 8, 5, 3), "padding": (2, 1)},
@@ -775,6 +780,33 @@ def test_thread_counts_bit_identical(case, algorithm, dtype, rng):
     check(x, w, b, algorithm=algorithm, dtype=dtype, **c)
     for n in (2, 3, 4):
         np.testing.assert_array_equal(results[n], results[1], err_msg=f"{n} threads vs 1")
+
+
+def _depthwise(case):
+    return case.get("groups", 1) == case["x"][1] and case["w"][1] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    ("case", "algorithm"),
+    [
+        (case, algorithm)
+        for case in sorted(THREAD_CASES)
+        for algorithm in ALGORITHMS
+        if algorithm == "im2col" or not _depthwise(THREAD_CASES[case])
+    ],
+)
+def test_bias_is_added_to_the_finished_sums(case, algorithm, dtype, rng):
+    """The tile and row paths add the bias in one rounding after the whole sum, as `+ b`
+    would, however the reduction is split (the depthwise planar kernel, which the direct
+    algorithm takes for depthwise layers, starts its sums from the bias instead)."""
+    c = dict(THREAD_CASES[case])
+    x = random(rng, c.pop("x"), dtype)
+    w = random(rng, c.pop("w"), dtype)
+    b = random(rng, w.shape[0], dtype)
+    with_bias = convrs.conv2d(x, w, b, algorithm=algorithm, **c)
+    without = convrs.conv2d(x, w, algorithm=algorithm, **c)
+    np.testing.assert_array_equal(with_bias, without + b[:, None, None])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

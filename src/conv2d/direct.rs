@@ -13,7 +13,7 @@ use crate::threading::{for_each_task, SharedOut};
 
 use super::scratch::Scratch;
 use super::tiles::{
-    compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileRows, TileRun,
+    compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun,
 };
 
 /// Padded input band of one task: small enough to stay in a 1 MiB L2 next to the
@@ -279,17 +279,20 @@ pub fn conv2d<T: ConvFloat>(
             let nt = group.min(tiles - t0);
             // Only the band's last tile is partial.
             let last_len = nc.min(m_len - (t0 + nt - 1) * nc);
-            compute_tiles(
-                kern,
-                &packed[gi],
-                blocks.clone(),
-                &band,
-                t0 * nc,
-                nt,
-                last_len,
-                &offs,
-                &mut ctile,
-            );
+            // SAFETY: the tiles go to the task's own buffer.
+            unsafe {
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    &band,
+                    t0 * nc,
+                    nt,
+                    last_len,
+                    &offs,
+                    TileOut::Buffer(&mut ctile),
+                )
+            };
             // Tile t covers flattened band positions m0..m_end: one segment per band row,
             // of which the first `cols` columns are output.
             runs.clear();
@@ -341,6 +344,8 @@ fn pointwise<T: ConvFloat>(
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let offs = Offsets::new((0..cg).map(|c| (c * plane) as isize).collect());
     let tail_offs = Offsets::new((0..cg).map(|c| (c * nc) as isize).collect());
+    // Whole tiles of whole blocks of output channels go straight to the output planes.
+    let in_planes = kg.is_multiple_of(mr);
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
         let (n, gi, chunk, oc_range) = split.task(g, t, mr);
@@ -361,35 +366,68 @@ fn pointwise<T: ConvFloat>(
             // end would run past the user's buffer, so the last one goes through a copy.
             let whole = (plane.min(m_hi) - m0) / nc;
             let nt = group.min(whole.max(1));
+            if whole > 0 && in_planes {
+                let k0 = gi * kg + blocks.start * mr;
+                let at = (n * g.c_out + k0) * plane + m0;
+                let rows = blocks.len() * mr;
+                let planes = TileOut::Planes {
+                    at: out.ptr_at(at, (rows - 1) * plane + nt * nc),
+                    ldc: plane,
+                    bias: bias.map(|b| &b[gi * kg..(gi + 1) * kg]),
+                };
+                // SAFETY: the rows are inside the output (`ptr_at` checked the last), and
+                // this task alone writes channels oc_range, positions m_lo..m_hi.
+                unsafe {
+                    compute_tiles(
+                        kern,
+                        &packed[gi],
+                        blocks.clone(),
+                        x_group,
+                        m0,
+                        nt,
+                        nc,
+                        &offs,
+                        planes,
+                    )
+                };
+                m0 += nt * nc;
+                continue;
+            }
             if whole > 0 {
-                compute_tiles(
-                    kern,
-                    &packed[gi],
-                    blocks.clone(),
-                    x_group,
-                    m0,
-                    nt,
-                    nc,
-                    &offs,
-                    &mut ctile,
-                );
+                // SAFETY: the tiles go to the task's own buffer.
+                unsafe {
+                    compute_tiles(
+                        kern,
+                        &packed[gi],
+                        blocks.clone(),
+                        x_group,
+                        m0,
+                        nt,
+                        nc,
+                        &offs,
+                        TileOut::Buffer(&mut ctile),
+                    )
+                };
             } else {
                 let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
                 for c in 0..cg {
                     let src = &x_group[c * plane + m0..c * plane + m_hi];
                     tail[c * nc..c * nc + src.len()].copy_from_slice(src);
                 }
-                compute_tiles(
-                    kern,
-                    &packed[gi],
-                    blocks.clone(),
-                    &tail,
-                    0,
-                    1,
-                    m_hi - m0,
-                    &tail_offs,
-                    &mut ctile,
-                );
+                // SAFETY: the tiles go to the task's own buffer.
+                unsafe {
+                    compute_tiles(
+                        kern,
+                        &packed[gi],
+                        blocks.clone(),
+                        &tail,
+                        0,
+                        1,
+                        m_hi - m0,
+                        &tail_offs,
+                        TileOut::Buffer(&mut ctile),
+                    )
+                };
             }
             runs.clear();
             runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));

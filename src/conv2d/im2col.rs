@@ -10,7 +10,7 @@ use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 
 use super::scratch::Scratch;
-use super::tiles::{compute_tiles, gcd, GroupWeights, Offsets, Split, TileRows, TileRun};
+use super::tiles::{compute_tiles, gcd, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun};
 
 /// Largest panel, in bytes, when it spans several tiles. A short reduction (depthwise and
 /// other small groups) makes one tile's panel tiny, and then the per-panel work (the
@@ -303,17 +303,20 @@ pub fn conv2d<T: ConvFloat>(
             let len = width.min(m_hi - m0);
             let nt = len.div_ceil(nc);
             packer.pack(x_group, m0, m_hi, width, &mut panel);
-            compute_tiles(
-                kern,
-                &packed[gi],
-                blocks.clone(),
-                &panel,
-                0,
-                nt,
-                len - (nt - 1) * nc,
-                &offs,
-                &mut ctile,
-            );
+            // SAFETY: the tiles go to the task's own buffer.
+            unsafe {
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    &panel,
+                    0,
+                    nt,
+                    len - (nt - 1) * nc,
+                    &offs,
+                    TileOut::Buffer(&mut ctile),
+                )
+            };
             runs.clear();
             runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));
             // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.

@@ -28,6 +28,7 @@ pub type TileFn<T> = unsafe fn(
     c: *mut T,
     ldc: usize,
     accumulate: bool,
+    bias: *const T,
 );
 
 /// Signature of a panel packer; see [`TileKernel::pack_window`] for the contract.
@@ -89,13 +90,15 @@ impl<T> TileKernel<T> {
 
     /// Computes one tile and overwrites `c[i·ldc + j]` for `i < mr`, `j < nc`; with
     /// `accumulate`, the sum continues from the values already in `c` (the same FMA chain
-    /// as one longer call, so splitting the reduction this way changes no bit).
+    /// as one longer call, so splitting the reduction this way changes no bit). A non-null
+    /// `bias` holds `mr` values, `bias[i]` added to row `i`'s finished sums as they are
+    /// stored (one rounding after the sum, as a separate pass would).
     ///
     /// # Safety
     /// `a` points to `mr` pointers to `kt` readable elements each, `offs` to `kt` offsets such that
     /// `b + offs[k] + j` is readable for every `k < kt`, `j < nc`, and `c` to `mr · ldc`
     /// writable (and, with `accumulate`, initialised) elements with `ldc >= nc`, not
-    /// overlapping `a` or `b`.
+    /// overlapping `a` or `b`; `bias` is null or points to `mr` readable elements.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn run(
@@ -107,10 +110,11 @@ impl<T> TileKernel<T> {
         c: *mut T,
         ldc: usize,
         accumulate: bool,
+        bias: *const T,
     ) {
         debug_assert!(ldc >= self.nc);
         // SAFETY: forwarded contract; `func` was chosen for a level this CPU supports.
-        unsafe { (self.func)(kt, a, b, offs, c, ldc, accumulate) }
+        unsafe { (self.func)(kt, a, b, offs, c, ldc, accumulate, bias) }
     }
 
     /// Packs `rows` rows of `len` elements of a `B` panel, row `s` at `dst[s·ld..]`, from
@@ -296,6 +300,7 @@ mod tests {
                 c.as_mut_ptr(),
                 ldc,
                 false,
+                std::ptr::null(),
             )
         };
         for i in 0..mr {
@@ -304,6 +309,28 @@ mod tests {
                     .map(|k| from(a[i * kt + k]) * from(b[offs[k] as usize + j]))
                     .sum();
                 assert_eq!(from(c[i * ldc + j]), want, "{} at ({i},{j})", kern.name);
+            }
+        }
+        // With a bias: the same sums, each plus its row's bias in one more rounding.
+        let bias: Vec<T> = (0..mr).map(|i| to(i as f64 / 7.0 - 0.3)).collect();
+        let mut with_bias = vec![T::default(); mr * ldc];
+        unsafe {
+            kern.run(
+                kt,
+                rows.as_ptr(),
+                b.as_ptr(),
+                offs.as_ptr(),
+                with_bias.as_mut_ptr(),
+                ldc,
+                false,
+                bias.as_ptr(),
+            )
+        };
+        for i in 0..mr {
+            for j in 0..nc {
+                let want = from(to(from(c[i * ldc + j]) + from(bias[i])));
+                let got = from(with_bias[i * ldc + j]);
+                assert!(got == want, "{} bias at ({i},{j})", kern.name);
             }
         }
         // The same reduction in two calls, the second continuing from the first, must
@@ -325,6 +352,7 @@ mod tests {
                 whole.as_mut_ptr(),
                 ldc,
                 false,
+                std::ptr::null(),
             );
             kern.run(
                 k1,
@@ -334,6 +362,7 @@ mod tests {
                 split.as_mut_ptr(),
                 ldc,
                 false,
+                std::ptr::null(),
             );
             kern.run(
                 kt - k1,
@@ -343,6 +372,7 @@ mod tests {
                 split.as_mut_ptr(),
                 ldc,
                 true,
+                std::ptr::null(),
             );
         }
         for i in 0..mr {
@@ -463,6 +493,7 @@ mod peak {
                         c.as_mut_ptr(),
                         k.nc,
                         false,
+                        std::ptr::null(),
                     )
                 };
             }

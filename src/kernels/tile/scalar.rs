@@ -42,6 +42,7 @@ pub const F64_ROW: TileKernel<f64> = TileKernel::new(
 
 /// # Safety
 /// See [`TileKernel::run`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile<T, const MR: usize, const NC: usize>(
     kt: usize,
     a: *const *const T,
@@ -50,6 +51,7 @@ unsafe fn tile<T, const MR: usize, const NC: usize>(
     c: *mut T,
     ldc: usize,
     accumulate: bool,
+    bias: *const T,
 ) where
     T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
 {
@@ -74,9 +76,13 @@ unsafe fn tile<T, const MR: usize, const NC: usize>(
         }
     }
     for (i, acc_i) in acc.iter().enumerate() {
-        // SAFETY: the caller guarantees `MR` rows of `ldc >= NC` writable elements.
+        // SAFETY: the caller guarantees `MR` rows of `ldc >= NC` writable elements and,
+        // if `bias` is not null, `MR` biases.
         let crow = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), NC) };
-        crow.copy_from_slice(acc_i);
+        let add = (!bias.is_null()).then(|| unsafe { *bias.add(i) });
+        for (c_ij, &acc_ij) in crow.iter_mut().zip(acc_i) {
+            *c_ij = add.map_or(acc_ij, |add| acc_ij + add);
+        }
     }
 }
 

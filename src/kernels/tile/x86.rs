@@ -87,11 +87,12 @@ pub const F64_AVX2_ROW: TileKernel<f64> = TileKernel::new(
 /// compiled inside the target_feature function.
 macro_rules! tile_kernel {
     ($name:ident, $t:ty, $features:literal, $mr:expr, $nv:expr, $lanes:expr,
-     ($zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident)) => {
+     ($zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $store:ident)) => {
         /// # Safety
         /// See `TileKernel::run`; additionally the CPU must support the enabled features
         /// (guaranteed by `simd::level`).
         #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
         unsafe fn $name(
             kt: usize,
             a: *const *const $t,
@@ -100,6 +101,7 @@ macro_rules! tile_kernel {
             c: *mut $t,
             ldc: usize,
             accumulate: bool,
+            bias: *const $t,
         ) {
             const MR: usize = $mr;
             const NV: usize = $nv;
@@ -132,6 +134,15 @@ macro_rules! tile_kernel {
                         for j in 0..NV {
                             acc[i][j] = $fma(av, bv[j], acc[i][j]);
                         }
+                    }
+                }
+            }
+            if !bias.is_null() {
+                for i in 0..MR {
+                    // SAFETY: the caller guarantees `MR` biases at a non-null `bias`.
+                    let add = $set1(unsafe { *bias.add(i) });
+                    for j in 0..NV {
+                        acc[i][j] = $add(acc[i][j], add);
                     }
                 }
             }
@@ -362,6 +373,7 @@ tile_kernels!(
         _mm512_loadu_ps,
         _mm512_set1_ps,
         _mm512_fmadd_ps,
+        _mm512_add_ps,
         _mm512_storeu_ps
     ),
     (f32_avx512, f32_avx512_narrow, 8, 3),
@@ -376,6 +388,7 @@ tile_kernels!(
         _mm512_loadu_pd,
         _mm512_set1_pd,
         _mm512_fmadd_pd,
+        _mm512_add_pd,
         _mm512_storeu_pd
     ),
     (f64_avx512, f64_avx512_narrow, 8, 3),
@@ -390,6 +403,7 @@ tile_kernels!(
         _mm256_loadu_ps,
         _mm256_set1_ps,
         _mm256_fmadd_ps,
+        _mm256_add_ps,
         _mm256_storeu_ps
     ),
     (f32_avx2, f32_avx2_narrow, 6, 2),
@@ -404,6 +418,7 @@ tile_kernels!(
         _mm256_loadu_pd,
         _mm256_set1_pd,
         _mm256_fmadd_pd,
+        _mm256_add_pd,
         _mm256_storeu_pd
     ),
     (f64_avx2, f64_avx2_narrow, 6, 2),
