@@ -274,7 +274,30 @@ pub fn conv2d<T: ConvFloat>(
             Scratch::<T>::zeroed(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
         let plane_out = g.h_out * g.w_out;
         let mut runs = Vec::new();
+        // Without halo columns, a full-width band's tiles are runs of the output planes:
+        // whole ones go straight there.
+        let whole_tiles = if layout.halo_cols == 0 && cols == g.w_out && dest.whole_blocks(mr) {
+            m_len / nc
+        } else {
+            0
+        };
         let mut t0 = 0;
+        while t0 < whole_tiles {
+            let nt = group.min(whole_tiles - t0);
+            // SAFETY: this task alone writes channels oc_range, rows p0..p0+rows.
+            unsafe {
+                dest.compute_into_planes(
+                    kern,
+                    &packed[gi],
+                    (&band, t0 * nc, &offs),
+                    nt,
+                    n * g.c_out,
+                    plane_out,
+                    p0 * g.w_out + t0 * nc,
+                )
+            };
+            t0 += nt;
+        }
         while t0 < tiles {
             let nt = group.min(tiles - t0);
             // Only the band's last tile is partial.
@@ -344,8 +367,6 @@ fn pointwise<T: ConvFloat>(
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let offs = Offsets::new((0..cg).map(|c| (c * plane) as isize).collect());
     let tail_offs = Offsets::new((0..cg).map(|c| (c * nc) as isize).collect());
-    // Whole tiles of whole blocks of output channels go straight to the output planes.
-    let in_planes = kg.is_multiple_of(mr);
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
         let (n, gi, chunk, oc_range) = split.task(g, t, mr);
@@ -366,28 +387,17 @@ fn pointwise<T: ConvFloat>(
             // end would run past the user's buffer, so the last one goes through a copy.
             let whole = (plane.min(m_hi) - m0) / nc;
             let nt = group.min(whole.max(1));
-            if whole > 0 && in_planes {
-                let k0 = gi * kg + blocks.start * mr;
-                let at = (n * g.c_out + k0) * plane + m0;
-                let rows = blocks.len() * mr;
-                let planes = TileOut::Planes {
-                    at: out.ptr_at(at, (rows - 1) * plane + nt * nc),
-                    ldc: plane,
-                    bias: bias.map(|b| &b[gi * kg..(gi + 1) * kg]),
-                };
-                // SAFETY: the rows are inside the output (`ptr_at` checked the last), and
-                // this task alone writes channels oc_range, positions m_lo..m_hi.
+            if whole > 0 && dest.whole_blocks(mr) {
+                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
                 unsafe {
-                    compute_tiles(
+                    dest.compute_into_planes(
                         kern,
                         &packed[gi],
-                        blocks.clone(),
-                        x_group,
-                        m0,
+                        (x_group, m0, &offs),
                         nt,
-                        nc,
-                        &offs,
-                        planes,
+                        n * g.c_out,
+                        plane,
+                        m0,
                     )
                 };
                 m0 += nt * nc;
