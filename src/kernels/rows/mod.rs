@@ -340,3 +340,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    /// Time to pack `deep`'s weights (256 × 256 × 3 × 3) at every level
+    /// (`cargo test --release -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn pack_speed() {
+        let (k, cg, kh, kw) = (256usize, 256usize, 3usize, 3usize);
+        let kt = cg * kh * kw;
+        let w: Vec<f32> = (0..k * kt).map(|i| (i % 97) as f32).collect();
+        for level in crate::kernels::tile::available_levels() {
+            let kern = kernel_f32(level);
+            let v = kern.v;
+            let offsets: Vec<usize> = (0..kt)
+                .map(|a| {
+                    let (ci, s) = (a / kw, a % kw);
+                    (((ci % kh) * cg + ci / kh) * kw + s) * v
+                })
+                .collect();
+            let mut dst = vec![0f32; kt * v];
+            let reps = 200;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                for blk in 0..k / v {
+                    kern.pack(&w[blk * v * kt..][..v * kt], &offsets, &mut dst);
+                }
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            let gbs = (k * kt * 4) as f64 / s / 1e9;
+            println!("{} pack {:.1} us, {gbs:.1} GB/s read", kern.name, s * 1e6);
+        }
+    }
+}
