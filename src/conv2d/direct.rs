@@ -270,17 +270,17 @@ pub fn conv2d<T: ConvFloat>(
         let m_len = rows * pitch;
         let tiles = m_len.div_ceil(nc);
         let group = tiles_per_group(kern, blocks.len());
-        let mut ctile =
-            Scratch::<T>::zeroed(group.min(tiles) * blocks.len() * mr * nc, "output tiles")?;
-        let plane_out = g.h_out * g.w_out;
-        let mut runs = Vec::new();
         // Without halo columns, a full-width band's tiles are runs of the output planes:
-        // whole ones go straight there.
+        // whole ones go straight there, and the buffer only holds the others.
         let whole_tiles = if layout.halo_cols == 0 && cols == g.w_out && dest.whole_blocks(mr) {
             m_len / nc
         } else {
             0
         };
+        let buffered = group.min(tiles - whole_tiles);
+        let mut ctile = Scratch::<T>::zeroed(buffered * blocks.len() * mr * nc, "output tiles")?;
+        let plane_out = g.h_out * g.w_out;
+        let mut runs = Vec::new();
         let mut t0 = 0;
         while t0 < whole_tiles {
             let nt = group.min(whole_tiles - t0);
