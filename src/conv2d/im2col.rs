@@ -303,24 +303,42 @@ pub fn conv2d<T: ConvFloat>(
             let len = width.min(m_hi - m0);
             let nt = len.div_ceil(nc);
             packer.pack(x_group, m0, m_hi, width, &mut panel);
-            // SAFETY: the tiles go to the task's own buffer.
-            unsafe {
-                compute_tiles(
-                    kern,
-                    &packed[gi],
-                    blocks.clone(),
-                    &panel,
-                    0,
-                    nt,
-                    len - (nt - 1) * nc,
-                    &offs,
-                    TileOut::Buffer(&mut ctile),
-                )
-            };
-            runs.clear();
-            runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));
-            // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-            unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane_out) };
+            // A panel's tiles are runs of the output planes: whole ones go straight there.
+            let whole = if dest.whole_blocks(mr) { len / nc } else { 0 };
+            if whole > 0 {
+                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+                unsafe {
+                    dest.compute_into_planes(
+                        kern,
+                        &packed[gi],
+                        (&panel, 0, &offs),
+                        whole,
+                        n * g.c_out,
+                        plane_out,
+                        m0,
+                    )
+                };
+            }
+            if whole < nt {
+                // SAFETY: the tiles go to the task's own buffer.
+                unsafe {
+                    compute_tiles(
+                        kern,
+                        &packed[gi],
+                        blocks.clone(),
+                        &panel,
+                        whole * nc,
+                        nt - whole,
+                        len - (nt - 1) * nc,
+                        &offs,
+                        TileOut::Buffer(&mut ctile),
+                    )
+                };
+                runs.clear();
+                runs.extend(TileRun::contiguous(m0 + whole * nc, nt - whole, nc, m_hi));
+                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+                unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane_out) };
+            }
             m0 += width;
         }
         Ok(())

@@ -86,7 +86,8 @@ pub enum TileOut<'a, T> {
     /// which [`TileRows::store_tiles`] then moves to the output with the bias.
     Buffer(&'a mut [T]),
     /// The output itself, for tiles whose rows are runs of the output planes (1×1
-    /// layers read in place, full-width direct bands without halo columns): row `i` of
+    /// layers read in place, full-width direct bands without halo columns, im2col
+    /// panels): row `i` of
     /// tile `t` of the `b`-th block of the call at `at + (b·mr + i)·ldc + t·nc`, with
     /// `bias[blk·mr + i]` (if any; `blk` the block's number in the group) added as the
     /// sums are stored. It saves the tile buffer's second pass over every result (at 1
