@@ -290,19 +290,34 @@ mod tests {
             .map(|k| (((k * 17) % kt) * pitch + k % 3) as isize)
             .collect();
         let ldc = nc + 3;
+        // One call of `steps` reduction steps from step `k0` (`rows` point at it) into `c`.
+        let run =
+            |steps: usize, rows: &[*const T], k0: usize, c: &mut [T], acc: bool, bias: &[T]| {
+                assert!(k0 + steps <= kt && rows.len() == mr && c.len() == mr * ldc);
+                assert!(bias.is_empty() || bias.len() == mr);
+                let bias = if bias.is_empty() {
+                    std::ptr::null()
+                } else {
+                    bias.as_ptr()
+                };
+                // SAFETY: every row holds `steps` weights from its pointer, `b + offs[k] + j`
+                // lies in `b` for every step and j < nc, `c` holds `mr` rows of `ldc`, and a
+                // non-empty `bias` one value per row.
+                unsafe {
+                    kern.run(
+                        steps,
+                        rows.as_ptr(),
+                        b.as_ptr(),
+                        offs.as_ptr().add(k0),
+                        c.as_mut_ptr(),
+                        ldc,
+                        acc,
+                        bias,
+                    )
+                }
+            };
         let mut c = vec![T::default(); mr * ldc];
-        unsafe {
-            kern.run(
-                kt,
-                rows.as_ptr(),
-                b.as_ptr(),
-                offs.as_ptr(),
-                c.as_mut_ptr(),
-                ldc,
-                false,
-                std::ptr::null(),
-            )
-        };
+        run(kt, &rows, 0, &mut c, false, &[]);
         for i in 0..mr {
             for j in 0..nc {
                 let want: f64 = (0..kt)
@@ -314,18 +329,7 @@ mod tests {
         // With a bias: the same sums, each plus its row's bias in one more rounding.
         let bias: Vec<T> = (0..mr).map(|i| to(i as f64 / 7.0 - 0.3)).collect();
         let mut with_bias = vec![T::default(); mr * ldc];
-        unsafe {
-            kern.run(
-                kt,
-                rows.as_ptr(),
-                b.as_ptr(),
-                offs.as_ptr(),
-                with_bias.as_mut_ptr(),
-                ldc,
-                false,
-                bias.as_ptr(),
-            )
-        };
+        run(kt, &rows, 0, &mut with_bias, false, &bias);
         for i in 0..mr {
             for j in 0..nc {
                 let want = from(to(from(c[i * ldc + j]) + from(bias[i])));
@@ -343,38 +347,9 @@ mod tests {
         let later: Vec<*const T> = (0..mr).map(|i| a[i * kt + k1..].as_ptr()).collect();
         let mut whole = vec![T::default(); mr * ldc];
         let mut split = vec![T::default(); mr * ldc];
-        unsafe {
-            kern.run(
-                kt,
-                rows.as_ptr(),
-                b.as_ptr(),
-                offs.as_ptr(),
-                whole.as_mut_ptr(),
-                ldc,
-                false,
-                std::ptr::null(),
-            );
-            kern.run(
-                k1,
-                rows.as_ptr(),
-                b.as_ptr(),
-                offs.as_ptr(),
-                split.as_mut_ptr(),
-                ldc,
-                false,
-                std::ptr::null(),
-            );
-            kern.run(
-                kt - k1,
-                later.as_ptr(),
-                b.as_ptr(),
-                offs.as_ptr().add(k1),
-                split.as_mut_ptr(),
-                ldc,
-                true,
-                std::ptr::null(),
-            );
-        }
+        run(kt, &rows, 0, &mut whole, false, &[]);
+        run(k1, &rows, 0, &mut split, false, &[]);
+        run(kt - k1, &later, k1, &mut split, true, &[]);
         for i in 0..mr {
             for j in 0..nc {
                 assert!(
