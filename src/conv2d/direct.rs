@@ -379,7 +379,9 @@ fn pointwise<T: ConvFloat>(
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let group = tiles_per_group(kern, blocks.len());
-        let mut ctile = Scratch::<T>::zeroed(group * blocks.len() * mr * nc, "output tiles")?;
+        // With whole blocks, only the plane's last, partial tile goes through the buffer.
+        let buffered = if dest.whole_blocks(mr) { 1 } else { group };
+        let mut ctile = Scratch::<T>::zeroed(buffered * blocks.len() * mr * nc, "output tiles")?;
         let mut runs = Vec::with_capacity(group);
         let mut m0 = m_lo;
         while m0 < m_hi {
