@@ -765,14 +765,19 @@ THREAD_CASES = {
 }
 
 
+def thread_case(case, dtype, rng):
+    """Input, weights, bias and the other arguments of a THREAD_CASES entry."""
+    c = dict(THREAD_CASES[case])
+    x = random(rng, c.pop("x"), dtype)
+    w = random(rng, c.pop("w"), dtype)
+    return x, w, random(rng, w.shape[0], dtype), c
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("case", sorted(THREAD_CASES))
 def test_thread_counts_bit_identical(case, algorithm, dtype, rng):
-    c = dict(THREAD_CASES[case])
-    x = random(rng, c.pop("x"), dtype)
-    w = random(rng, c.pop("w"), dtype)
-    b = random(rng, w.shape[0], dtype)
+    x, w, b, c = thread_case(case, dtype, rng)
     results = {}
     for n in (1, 2, 3, 4):
         convrs.set_num_threads(n)
@@ -800,10 +805,7 @@ def test_bias_is_added_to_the_finished_sums(case, algorithm, dtype, rng):
     """The tile and row paths add the bias in one rounding after the whole sum, as `+ b`
     would, however the reduction is split (the depthwise planar kernel, which the direct
     algorithm takes for depthwise layers, starts its sums from the bias instead)."""
-    c = dict(THREAD_CASES[case])
-    x = random(rng, c.pop("x"), dtype)
-    w = random(rng, c.pop("w"), dtype)
-    b = random(rng, w.shape[0], dtype)
+    x, w, b, c = thread_case(case, dtype, rng)
     with_bias = convrs.conv2d(x, w, b, algorithm=algorithm, **c)
     without = convrs.conv2d(x, w, algorithm=algorithm, **c)
     np.testing.assert_array_equal(with_bias, without + b[:, None, None])
@@ -813,10 +815,7 @@ def test_bias_is_added_to_the_finished_sums(case, algorithm, dtype, rng):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("case", sorted(THREAD_CASES))
 def test_multithreaded_problems_match_reference(case, algorithm, dtype, num_threads, rng):
-    c = dict(THREAD_CASES[case])
-    x = random(rng, c.pop("x"), dtype)
-    w = random(rng, c.pop("w"), dtype)
-    b = random(rng, w.shape[0], dtype)
+    x, w, b, c = thread_case(case, dtype, rng)
     assert convrs.get_num_threads() == num_threads
     check(x, w, b, algorithm=algorithm, dtype=dtype, **c)
 

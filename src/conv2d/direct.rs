@@ -302,20 +302,17 @@ pub fn conv2d<T: ConvFloat>(
             let nt = group.min(tiles - t0);
             // Only the band's last tile is partial.
             let last_len = nc.min(m_len - (t0 + nt - 1) * nc);
-            // SAFETY: the tiles go to the task's own buffer.
-            unsafe {
-                compute_tiles(
-                    kern,
-                    &packed[gi],
-                    blocks.clone(),
-                    &band,
-                    t0 * nc,
-                    nt,
-                    last_len,
-                    &offs,
-                    TileOut::Buffer(&mut ctile),
-                )
-            };
+            compute_tiles(
+                kern,
+                &packed[gi],
+                blocks.clone(),
+                &band,
+                t0 * nc,
+                nt,
+                last_len,
+                &offs,
+                TileOut::Buffer(&mut ctile),
+            );
             // Tile t covers flattened band positions m0..m_end: one segment per band row,
             // of which the first `cols` columns are output.
             runs.clear();
@@ -406,40 +403,34 @@ fn pointwise<T: ConvFloat>(
                 continue;
             }
             if whole > 0 {
-                // SAFETY: the tiles go to the task's own buffer.
-                unsafe {
-                    compute_tiles(
-                        kern,
-                        &packed[gi],
-                        blocks.clone(),
-                        x_group,
-                        m0,
-                        nt,
-                        nc,
-                        &offs,
-                        TileOut::Buffer(&mut ctile),
-                    )
-                };
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    x_group,
+                    m0,
+                    nt,
+                    nc,
+                    &offs,
+                    TileOut::Buffer(&mut ctile),
+                );
             } else {
                 let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
                 for c in 0..cg {
                     let src = &x_group[c * plane + m0..c * plane + m_hi];
                     tail[c * nc..c * nc + src.len()].copy_from_slice(src);
                 }
-                // SAFETY: the tiles go to the task's own buffer.
-                unsafe {
-                    compute_tiles(
-                        kern,
-                        &packed[gi],
-                        blocks.clone(),
-                        &tail,
-                        0,
-                        1,
-                        m_hi - m0,
-                        &tail_offs,
-                        TileOut::Buffer(&mut ctile),
-                    )
-                };
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    &tail,
+                    0,
+                    1,
+                    m_hi - m0,
+                    &tail_offs,
+                    TileOut::Buffer(&mut ctile),
+                );
             }
             runs.clear();
             runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));

@@ -320,20 +320,17 @@ pub fn conv2d<T: ConvFloat>(
                 };
             }
             if whole < nt {
-                // SAFETY: the tiles go to the task's own buffer.
-                unsafe {
-                    compute_tiles(
-                        kern,
-                        &packed[gi],
-                        blocks.clone(),
-                        &panel,
-                        whole * nc,
-                        nt - whole,
-                        len - (nt - 1) * nc,
-                        &offs,
-                        TileOut::Buffer(&mut ctile),
-                    )
-                };
+                compute_tiles(
+                    kern,
+                    &packed[gi],
+                    blocks.clone(),
+                    &panel,
+                    whole * nc,
+                    nt - whole,
+                    len - (nt - 1) * nc,
+                    &offs,
+                    TileOut::Buffer(&mut ctile),
+                );
                 runs.clear();
                 runs.extend(TileRun::contiguous(m0 + whole * nc, nt - whole, nc, m_hi));
                 // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.

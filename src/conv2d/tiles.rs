@@ -85,18 +85,39 @@ pub enum TileOut<'a, T> {
     /// A tile buffer, laid out `[t][block][mr][nc]` (blocks relative to the first),
     /// which [`TileRows::store_tiles`] then moves to the output with the bias.
     Buffer(&'a mut [T]),
-    /// The output itself, for tiles whose rows are runs of the output planes (1×1
-    /// layers read in place, full-width direct bands without halo columns, im2col
-    /// panels): row `i` of
-    /// tile `t` of the `b`-th block of the call at `at + (b·mr + i)·ldc + t·nc`, with
-    /// `bias[blk·mr + i]` (if any; `blk` the block's number in the group) added as the
-    /// sums are stored. It saves the tile buffer's second pass over every result (at 1
-    /// thread `pw` 1.10×, `cifar` 1.05-1.08× faster). Whole tiles of whole blocks only.
-    Planes {
-        at: *mut T,
-        ldc: usize,
-        bias: Option<&'a [T]>,
-    },
+    /// The output itself, for tiles whose rows are runs of the output planes (1×1 layers
+    /// read in place, full-width direct bands without halo columns, im2col panels): row
+    /// `i` of tile `t` of the `b`-th block of the call at row `b·mr + i`, column `t·nc`,
+    /// with `bias[blk·mr + i]` (if any; `blk` the block's number in the group) added as
+    /// the sums are stored. It saves the tile buffer's second pass over every result (at
+    /// 1 thread `pw` 1.10×, `cifar` 1.05-1.08× faster). Whole tiles of whole blocks only.
+    Planes(PlaneRows<'a, T>),
+}
+
+/// Rows of the output planes that one task alone writes: `rows` rows of `len` elements,
+/// `ldc` apart from `at`, and the biases of the group's channels.
+pub struct PlaneRows<'a, T> {
+    at: *mut T,
+    rows: usize,
+    len: usize,
+    ldc: usize,
+    bias: Option<&'a [T]>,
+}
+
+impl<'a, T> PlaneRows<'a, T> {
+    /// # Safety
+    /// The rows are writable, `len <= ldc`, and no other task accesses them while the
+    /// value lives.
+    unsafe fn new(at: *mut T, [rows, len, ldc]: [usize; 3], bias: Option<&'a [T]>) -> Self {
+        assert!(len <= ldc);
+        PlaneRows {
+            at,
+            rows,
+            len,
+            ldc,
+            bias,
+        }
+    }
 }
 
 /// Computes `tiles` consecutive tiles, tile `t` reading `b[base + t·nc..]`, for the
@@ -105,13 +126,8 @@ pub enum TileOut<'a, T> {
 /// narrow kernel, and the rest of its row in the buffer is left as it was. The reduction
 /// runs in chunks of `KC` steps, and each chunk of one block's weights serves every tile
 /// before the next block's.
-///
-/// # Safety
-/// With [`TileOut::Planes`], the tiles' rows (`blocks.len()·mr` rows of `tiles·nc`
-/// elements, `ldc` apart from `at`) are writable, and no other task accesses them
-/// meanwhile.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn compute_tiles<T: ConvFloat>(
+pub fn compute_tiles<T: ConvFloat>(
     kern: &TileKernel<T>,
     pw: &GroupWeights<'_, T>,
     blocks: std::ops::Range<usize>,
@@ -144,10 +160,10 @@ pub unsafe fn compute_tiles<T: ConvFloat>(
             assert!(tiles * nb * mr * nc <= ctile.len());
             (ctile.as_mut_ptr(), nc, None, false)
         }
-        TileOut::Planes { at, ldc, bias } => {
-            assert!(narrow_calls == 0 && ldc >= tiles * nc);
-            assert!(bias.is_none_or(|b| b.len() >= blocks.end * mr));
-            (at, ldc, bias, true)
+        TileOut::Planes(p) => {
+            assert!(narrow_calls == 0 && nb * mr <= p.rows && tiles * nc <= p.len);
+            assert!(p.bias.is_none_or(|b| b.len() >= blocks.end * mr));
+            (p.at, p.ldc, p.bias, true)
         }
     };
     // Offset of tile `t` of block `bi` from `c`.
@@ -166,7 +182,8 @@ pub unsafe fn compute_tiles<T: ConvFloat>(
             };
             for t in 0..full {
                 // SAFETY: the ranges of all three operands were checked above (the
-                // output planes' by the caller), `add` has `mr` biases.
+                // output rows against `PlaneRows`, whose writer is this task alone), `add`
+                // has `mr` biases.
                 unsafe {
                     kern.run(
                         kc,
@@ -262,9 +279,7 @@ impl<'a, T: ConvFloat> TileRows<'a, T> {
             }
         }
     }
-}
 
-impl<'a, T: ConvFloat> TileRows<'a, T> {
     /// Whether the task's channels are whole blocks of `mr`, as
     /// [`Self::compute_into_planes`] needs.
     pub fn whole_blocks(&self, mr: usize) -> bool {
@@ -292,15 +307,15 @@ impl<'a, T: ConvFloat> TileRows<'a, T> {
         assert!(self.whole_blocks(mr) && self.oc_range.start.is_multiple_of(mr));
         let first = (image + self.first_k + self.oc_range.start) * plane + at;
         let extent = (self.oc_range.len() - 1) * plane + tiles * kern.nc;
-        let planes = TileOut::Planes {
-            at: self.out.ptr_at(first, extent),
-            ldc: plane,
-            bias: self.bias.map(|b| &b[self.first_k..]),
-        };
+        let at = self.out.ptr_at(first, extent);
+        let shape = [self.oc_range.len(), tiles * kern.nc, plane];
+        // SAFETY: the rows lie in the output (`ptr_at` checked the last one, and a row
+        // is no longer than a plane: `tiles · nc` positions from `at` inside it) and are
+        // this task's alone (the caller's contract).
+        let rows = unsafe { PlaneRows::new(at, shape, self.bias.map(|b| &b[self.first_k..])) };
         let blocks = self.oc_range.start / mr..self.oc_range.end / mr;
-        // SAFETY: the rows lie in the output (`ptr_at` checked the last one) and are this
-        // task's alone (the caller's contract).
-        unsafe { compute_tiles(kern, pw, blocks, b, base, tiles, kern.nc, offs, planes) }
+        let planes = TileOut::Planes(rows);
+        compute_tiles(kern, pw, blocks, b, base, tiles, kern.nc, offs, planes)
     }
 }
 
