@@ -224,6 +224,23 @@ def assert_close(actual, expected, abs_ref, reduction: int, dtype=None, what: st
         )
 
 
+# Winograd F(4x4, 3x3) mixes a tile's whole 6x6 input window through its transforms, so
+# its rounding error scales with the largest terms of the plane rather than with each
+# output's own: measured up to 1.7x the plane-wide bound on random problems whose input
+# channels span six decades of magnitude; 16 leaves room for the transforms' worst case.
+WINOGRAD_GROWTH = 16.0
+
+
+def assert_close_winograd(actual, expected, abs_ref, reduction: int):
+    """Assert a Winograd result is within its bound: the rounding bound of each output
+    plane's largest terms, times ``WINOGRAD_GROWTH``."""
+    plane_max = np.broadcast_to(abs_ref.max(axis=(-2, -1), keepdims=True, initial=0.0),
+                                abs_ref.shape)
+    dtype = np.asarray(actual).dtype
+    bound_terms = WINOGRAD_GROWTH * plane_max
+    assert_close(actual, expected, bound_terms, reduction, dtype, what="winograd result")
+
+
 def reduction_length(w_shape) -> int:
     """K = C_in/groups * kh * kw, the number of products summed per output element."""
     return int(math.prod(w_shape[1:]))

@@ -50,15 +50,22 @@ def test_algorithms_suite_forces_each_algorithm(monkeypatch: pytest.MonkeyPatch)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(convrs, "conv2d", spy)
-    wl = _bench.ConvWorkload("tiny", 1, 4, 9, 9, 5, 3, 3, stride=2, padding=1)
+    wl = _bench.ConvWorkload("tiny", 1, 4, 9, 9, 5, 3, 3, stride=1, padding=1)
     arrays = wl.arrays()
     results = {}
     for peer in _bench.ALGORITHMS.peers:
         with peer.prepare(wl, arrays, 1) as fn:
             results[peer.name] = fn()
-    assert seen == ["auto", "direct", "im2col"]
-    for name in ("direct", "im2col"):
-        np.testing.assert_allclose(results[name], results["convrs"], rtol=1e-5, atol=1e-5)
+    assert seen == ["auto", "direct", "im2col", "winograd"]
+    scale = np.abs(results["convrs"]).max()
+    for name in ("direct", "im2col", "winograd"):
+        # Winograd's float32 error is a few 1e-6 of the largest output, not of each.
+        np.testing.assert_allclose(results[name], results["convrs"], atol=1e-5 * scale)
+    # Winograd has no column for layers it does not take.
+    strided = _bench.ConvWorkload("tiny-s2", 1, 4, 9, 9, 5, 3, 3, stride=2, padding=1)
+    winograd = next(p for p in _bench.ALGORITHMS.peers if p.name == "winograd")
+    with pytest.raises(_bench.PeerUnavailable), winograd.prepare(strided, strided.arrays(), 1):
+        pass
     # The subject's column is named after auto, each ratio is forced time / auto time.
     table = _bench.format_table(_bench.ALGORITHMS,
                                 [_bench.Row(wl, 1, {"convrs": 1.0, "im2col": 1.4})])

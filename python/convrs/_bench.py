@@ -229,6 +229,8 @@ def _conv_algorithm(algorithm: str) -> Callable[..., contextlib.AbstractContextM
 
     @contextlib.contextmanager
     def peer(wl: ConvWorkload, a: tuple[np.ndarray, ...], threads: int) -> Iterator[Call]:
+        if algorithm == "winograd" and ((wl.kh, wl.kw) != (3, 3) or wl.stride != 1):
+            raise PeerUnavailable("winograd takes 3x3 kernels at stride 1 only")
         x, w, b = a
         with _convrs_threads(threads):
             yield lambda: convrs.conv2d(x, w, b, wl.stride, wl.padding, groups=wl.groups,
@@ -407,6 +409,7 @@ ALGORITHMS = Suite("conv2d algorithms forced vs auto", CONV_WORKLOADS, (
     Peer("convrs", _conv_convrs),
     Peer("direct", _conv_algorithm("direct")),
     Peer("im2col", _conv_algorithm("im2col")),
+    Peer("winograd", _conv_algorithm("winograd")),
 ), subject="auto")
 
 SUITES = {"conv2d": CONV, "algorithms": ALGORITHMS, "convolve2d": FILTER}

@@ -46,8 +46,15 @@ def conv2d(
         element at the bottom/right.
     groups : int
         Divides ``C_in`` and ``C_out``; ``groups == C_in`` is a depthwise convolution.
-    algorithm : {"auto", "direct", "im2col"}
-        All give the same result to floating-point tolerance.
+    algorithm : {"auto", "direct", "im2col", "winograd"}
+        All give the same result to floating-point tolerance. ``"auto"`` chooses the
+        fastest for the shape: for float64 3x3 layers at stride 1 and dilation 1 with at
+        least 16 input and output channels per group, that is ``"winograd"``
+        (F(4x4, 3x3): 2.25 multiplies per output and channel instead of 9, error about
+        1e-14 of the largest output). ``"winograd"`` takes only 3x3 kernels at stride 1
+        and dilation 1 (``ValueError`` otherwise); in float32 its error is about 20 times
+        the direct sum's (a few 1e-6 of the largest output), so ``"auto"`` never chooses
+        it for float32.
     out : numpy.ndarray, optional
         C-contiguous array of the result's shape and dtype, filled and returned.
 

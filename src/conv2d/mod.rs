@@ -6,9 +6,11 @@ mod im2col;
 mod rows;
 mod scratch;
 mod tiles;
+mod winograd;
 
 use crate::error::{value_error, Result};
 use crate::geometry::ConvGeometry;
+use crate::kernels::winograd::WinogradKernels;
 use crate::kernels::ConvFloat;
 use crate::simd::SimdLevel;
 use crate::threading::threads_for_work;
@@ -18,6 +20,7 @@ pub enum Algorithm {
     Auto,
     Direct,
     Im2col,
+    Winograd,
 }
 
 impl Algorithm {
@@ -26,8 +29,9 @@ impl Algorithm {
             "auto" => Ok(Algorithm::Auto),
             "direct" => Ok(Algorithm::Direct),
             "im2col" => Ok(Algorithm::Im2col),
+            "winograd" => Ok(Algorithm::Winograd),
             _ => value_error(format!(
-                "algorithm must be 'auto', 'direct' or 'im2col'; got {name:?}"
+                "algorithm must be 'auto', 'direct', 'im2col' or 'winograd'; got {name:?}"
             )),
         }
     }
@@ -40,6 +44,7 @@ enum Path {
     Direct,
     Rows,
     Im2col,
+    Winograd,
 }
 
 fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path {
@@ -47,6 +52,10 @@ fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path 
         // Depthwise at unit stride is a set of planar correlations: the planar kernel is a
         // direct algorithm, and far faster than one-channel GEMM tiles.
         Algorithm::Direct | Algorithm::Auto if depthwise::applies(g) => Path::Depthwise,
+        Algorithm::Winograd => Path::Winograd,
+        // 2.25 multiplies per output and channel instead of 9 (float64 only: see
+        // `winograd::suits`).
+        Algorithm::Auto if winograd::suits(g, elem) => Path::Winograd,
         Algorithm::Direct | Algorithm::Auto if rows_suit(g, lanes, elem) => Path::Rows,
         Algorithm::Direct => Path::Direct,
         Algorithm::Im2col => Path::Im2col,
@@ -120,6 +129,13 @@ pub fn conv2d<T: ConvFloat>(
     if let Some(b) = bias {
         assert_eq!(b.len(), g.c_out, "bias length");
     }
+    if algo == Algorithm::Winograd && !winograd::applies(g) {
+        return value_error(format!(
+            "algorithm='winograd' needs a 3x3 kernel with stride 1 and dilation 1; got a \
+             {}x{} kernel, stride ({}, {}), dilation ({}, {})",
+            g.kh, g.kw, g.sh, g.sw, g.dh, g.dw
+        ));
+    }
     if y.is_empty() {
         return Ok(());
     }
@@ -146,8 +162,29 @@ fn conv2d_on<T: ConvFloat>(
     level: SimdLevel,
     threads: usize,
 ) -> Result<()> {
-    let path = choose(g, algo, T::row_kernel(level).v, std::mem::size_of::<T>());
+    let (lanes, elem) = (T::row_kernel(level).v, std::mem::size_of::<T>());
+    let mut path = choose(g, algo, lanes, elem);
+    // Winograd's transforms mix every input of a 6×6 window into all 16 outputs of its
+    // tile, so one inf or NaN would spread to outputs whose sums never see it: such
+    // data takes the direct algorithm, which leaves them where the definition puts them.
+    if path == Path::Winograd && !(all_finite(x) && all_finite(w)) {
+        path = choose(g, Algorithm::Direct, lanes, elem);
+    }
     run_path(g, x, w, bias, y, path, level, threads)
+}
+
+/// Whether every value is finite: `v · 0` is ±0 for finite `v` and NaN otherwise, summed
+/// in eight independent lanes so that the loop vectorises.
+fn all_finite<T: ConvFloat>(v: &[T]) -> bool {
+    let mut acc = [T::ZERO; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = *a + x * T::ZERO;
+        }
+    }
+    acc.iter().chain(rest).all(|&a| a * T::ZERO == T::ZERO)
 }
 
 /// [`conv2d_on`] on a given path.
@@ -168,6 +205,10 @@ fn run_path<T: ConvFloat>(
         Path::Direct => direct::conv2d(g, &kern, x, w, bias, y, threads),
         Path::Rows => rows::conv2d(g, &T::row_kernel(level), x, w, bias, y, threads),
         Path::Im2col => im2col::conv2d(g, &kern, x, w, bias, y, threads),
+        Path::Winograd => {
+            let wino = WinogradKernels::for_level(level);
+            winograd::conv2d(g, &kern, &wino, x, w, bias, y, threads)
+        }
     }
 }
 
@@ -300,8 +341,14 @@ mod tests {
             let red = (g.c_in_per_group() * g.kh * g.kw).max(1) as f64;
             let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             let tol = eps * scale * red.sqrt();
-            // Within `tol` of the reference, and the bits of the first thread count run.
+            // Within `tol` of the reference (16 times that for Winograd's transforms), and
+            // the bits of the first thread count run.
             let agree = |what: String, y: Vec<T>, first: &mut Option<Vec<T>>| {
+                let tol = if what.starts_with("Winograd") {
+                    16.0 * tol
+                } else {
+                    tol
+                };
                 for (i, (&got, &r)) in y.iter().zip(&want).enumerate() {
                     let err = (from(got) - r).abs();
                     assert!(err <= tol, "{g:?} {what}: y[{i}] = {} want {r}", from(got));
@@ -317,7 +364,9 @@ mod tests {
                 }
             };
             for level in available_levels() {
-                for algo in [Algorithm::Auto, Algorithm::Direct, Algorithm::Im2col] {
+                let winograd = winograd::applies(&g).then_some(Algorithm::Winograd);
+                let algos = [Algorithm::Auto, Algorithm::Direct, Algorithm::Im2col];
+                for algo in algos.into_iter().chain(winograd) {
                     let mut first: Option<Vec<T>> = None;
                     for threads in [1, 2, 3] {
                         let mut y = vec![to(f64::NAN); want.len()];
@@ -406,6 +455,150 @@ mod tests {
         let r3x3 = geo([1, 64, 56, 56], [64, 64, 3, 3], 1, 1);
         assert_eq!(choose(&r3x3, Algorithm::Direct, 32, 4), Path::Rows);
         assert_eq!(choose(&r3x3, Algorithm::Im2col, 32, 4), Path::Im2col);
+    }
+
+    #[test]
+    fn winograd_over_blocks_groups_padding_and_threads() {
+        let mut rng = Lcg(11);
+        #[rustfmt::skip]
+        let cases = [
+            // (input, weight, padding [top, bottom, left, right], groups)
+            ([2, 16, 37, 61], [20, 16, 3, 3], [1, 1, 1, 1], 1),
+            ([1, 24, 30, 33], [40, 12, 3, 3], [1, 0, 1, 2], 2),
+            ([1, 3, 5, 4], [2, 3, 3, 3], [2, 0, 0, 3], 1),
+            ([1, 2, 0, 5], [3, 2, 3, 3], [2, 2, 0, 0], 1),
+            ([1, 32, 40, 150], [33, 32, 3, 3], [1, 1, 1, 1], 1),
+            ([3, 4, 9, 3], [5, 4, 3, 3], [0, 0, 0, 0], 1),
+        ];
+        for (shape, wshape, pad, groups) in cases {
+            let g = ConvGeometry::new(
+                shape,
+                wshape,
+                [1, 1],
+                Padding::Explicit(pad),
+                [1, 1],
+                groups,
+            )
+            .unwrap();
+            let x: Vec<f64> = (0..shape.iter().product()).map(|_| rng.unit()).collect();
+            let w: Vec<f64> = (0..wshape.iter().product()).map(|_| rng.unit()).collect();
+            let b: Vec<f64> = (0..g.c_out).map(|_| rng.unit()).collect();
+            let want = reference(&g, &x, &w, Some(&b));
+            let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            for level in available_levels() {
+                let (mut first, mut first32): (Option<Vec<f64>>, Option<Vec<f32>>) = (None, None);
+                for threads in [1, 2, 3, 5] {
+                    let mut y = vec![f64::NAN; want.len()];
+                    run_path(&g, &x, &w, Some(&b), &mut y, Path::Winograd, level, threads).unwrap();
+                    let mut y32 = vec![f32::NAN; want.len()];
+                    run_path(
+                        &g,
+                        &x32,
+                        &w32,
+                        Some(&b32),
+                        &mut y32,
+                        Path::Winograd,
+                        level,
+                        threads,
+                    )
+                    .unwrap();
+                    for ((&got, &got32), &r) in y.iter().zip(&y32).zip(&want) {
+                        assert!((got - r).abs() <= 1e-13 * scale, "{g:?} {level:?} f64");
+                        // Inputs rounded to f32 move the exact result by up to ~1e-6 too.
+                        assert!(
+                            (got32 as f64 - r).abs() <= 2e-5 * scale,
+                            "{g:?} {level:?} f32"
+                        );
+                    }
+                    match (&first, &first32) {
+                        (Some(f), Some(f32)) => {
+                            assert!(f == &y && f32 == &y32, "{g:?} threads {threads}")
+                        }
+                        _ => (first, first32) = (Some(y), Some(y32)),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn winograd_only_for_3x3_unit_stride_and_float64_in_auto() {
+        let geo = |w: [usize; 4], stride: i64, dilation: i64| {
+            ConvGeometry::new(
+                [1, 32, 20, 20],
+                w,
+                [stride; 2],
+                Padding::Same,
+                [dilation; 2],
+                1,
+            )
+        };
+        let r3 = geo([32, 32, 3, 3], 1, 1).unwrap();
+        assert_eq!(choose(&r3, Algorithm::Auto, 8, 8), Path::Winograd);
+        assert_ne!(choose(&r3, Algorithm::Auto, 16, 4), Path::Winograd);
+        assert_eq!(choose(&r3, Algorithm::Winograd, 16, 4), Path::Winograd);
+        // Too few channels or outputs for the transforms to pay.
+        let thin = ConvGeometry::new(
+            [1, 8, 20, 20],
+            [32, 8, 3, 3],
+            [1, 1],
+            Padding::Same,
+            [1, 1],
+            1,
+        );
+        assert_ne!(
+            choose(&thin.unwrap(), Algorithm::Auto, 8, 8),
+            Path::Winograd
+        );
+        for g in [
+            geo([32, 32, 5, 5], 1, 1),
+            geo([32, 32, 3, 3], 2, 1),
+            geo([32, 32, 3, 3], 1, 2),
+        ] {
+            let g = g.unwrap();
+            assert_ne!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd);
+            let (x, w) = (vec![0.0; 32 * 400], vec![0.0; 32 * 32 * g.kh * g.kw]);
+            let mut y = vec![0.0; g.output_shape().iter().product()];
+            let err = conv2d(
+                &g,
+                &x,
+                &w,
+                None,
+                &mut y,
+                Algorithm::Winograd,
+                SimdLevel::Scalar,
+            );
+            assert!(err.unwrap_err().to_string().contains("winograd"), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn winograd_leaves_non_finite_inputs_where_the_definition_puts_them() {
+        let g = ConvGeometry::new(
+            [1, 16, 12, 12],
+            [16, 16, 3, 3],
+            [1, 1],
+            Padding::Same,
+            [1, 1],
+            1,
+        )
+        .unwrap();
+        for bad in [f64::NAN, f64::INFINITY] {
+            let mut x = vec![0.5; 16 * 144];
+            x[3 * 144 + 5 * 12 + 6] = bad;
+            let w = vec![0.25; 16 * 16 * 9];
+            let want = reference(&g, &x, &w, None);
+            for level in available_levels() {
+                let mut y = vec![0.0; want.len()];
+                conv2d(&g, &x, &w, None, &mut y, Algorithm::Auto, level).unwrap();
+                for (got, r) in y.iter().zip(&want) {
+                    assert!(got.is_finite() == r.is_finite(), "{bad} {level:?}");
+                }
+            }
+        }
     }
 
     #[test]

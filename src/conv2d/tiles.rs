@@ -16,6 +16,8 @@ pub struct GroupWeights<'a, T> {
     zero: Vec<T>,
     /// Reduction length `C_in/groups · kh · kw`.
     pub kt: usize,
+    /// Distance between rows (`kt` but for a matrix inside a larger layout).
+    pitch: usize,
     channels: usize,
 }
 
@@ -30,6 +32,24 @@ impl<'a, T: ConvFloat> GroupWeights<'a, T> {
             rows: &w[group * channels * kt..(group + 1) * channels * kt],
             zero: try_zeroed(kt, "zero weights")?,
             kt,
+            pitch: kt,
+            channels,
+        })
+    }
+
+    /// `channels` rows of `kt` elements, `pitch` apart in `rows`.
+    pub fn from_rows(rows: &'a [T], kt: usize, pitch: usize, channels: usize) -> Result<Self> {
+        assert!(kt <= pitch);
+        let len = if channels == 0 {
+            0
+        } else {
+            (channels - 1) * pitch + kt
+        };
+        Ok(GroupWeights {
+            rows: &rows[..len],
+            zero: try_zeroed(kt, "zero weights")?,
+            kt,
+            pitch,
             channels,
         })
     }
@@ -41,7 +61,7 @@ impl<'a, T: ConvFloat> GroupWeights<'a, T> {
         for (i, row) in rows.iter_mut().enumerate().take(mr) {
             let oc = blk * mr + i;
             if oc < self.channels {
-                *row = self.rows[oc * self.kt + k0..].as_ptr();
+                *row = self.rows[oc * self.pitch + k0..oc * self.pitch + self.kt].as_ptr();
             }
         }
         rows
@@ -90,7 +110,8 @@ pub enum TileOut<'a, T> {
     /// `i` of tile `t` of the `b`-th block of the call at row `b·mr + i`, column `t·nc`,
     /// with `bias[blk·mr + i]` (if any; `blk` the block's number in the group) added as
     /// the sums are stored. It saves the tile buffer's second pass over every result (at
-    /// 1 thread `pw` 1.10×, `cifar` 1.05-1.08× faster). Whole tiles of whole blocks only.
+    /// 1 thread `pw` 1.10×, `cifar` 1.05-1.08× faster). Whole blocks only, and a partial last
+    /// tile only without biases (into a matrix, whose rows hold whole tiles).
     Planes(PlaneRows<'a, T>),
 }
 
@@ -102,6 +123,7 @@ pub struct PlaneRows<'a, T> {
     len: usize,
     ldc: usize,
     bias: Option<&'a [T]>,
+    _rows: std::marker::PhantomData<&'a mut [T]>,
 }
 
 impl<'a, T> PlaneRows<'a, T> {
@@ -116,7 +138,15 @@ impl<'a, T> PlaneRows<'a, T> {
             len,
             ldc,
             bias,
+            _rows: std::marker::PhantomData,
         }
+    }
+
+    /// The rows of a matrix of `ldc` columns held in `buf`, without biases.
+    pub fn matrix(buf: &'a mut [T], ldc: usize) -> Self {
+        let rows = buf.len() / ldc.max(1);
+        // SAFETY: `buf` holds `rows` whole rows of `ldc` and is borrowed mutably for 'a.
+        unsafe { PlaneRows::new(buf.as_mut_ptr(), [rows, ldc, ldc], None) }
     }
 }
 
@@ -161,7 +191,9 @@ pub fn compute_tiles<T: ConvFloat>(
             (ctile.as_mut_ptr(), nc, None, false)
         }
         TileOut::Planes(p) => {
-            assert!(narrow_calls == 0 && nb * mr <= p.rows && tiles * nc <= p.len);
+            // Narrow calls stay inside the last tile, but they add no bias.
+            assert!(nb * mr <= p.rows && tiles * nc <= p.len);
+            assert!(narrow_calls == 0 || p.bias.is_none());
             assert!(p.bias.is_none_or(|b| b.len() >= blocks.end * mr));
             (p.at, p.ldc, p.bias, true)
         }
@@ -199,8 +231,8 @@ pub fn compute_tiles<T: ConvFloat>(
             }
             for j in 0..narrow_calls {
                 let at = full * nc + j * narrow.nc;
-                // SAFETY: as above; narrow calls read and write within the last tile of
-                // the buffer.
+                // SAFETY: as above; narrow calls read and write within the last tile
+                // (checked whole against the destination).
                 unsafe {
                     narrow.run(
                         kc,
@@ -208,7 +240,7 @@ pub fn compute_tiles<T: ConvFloat>(
                         b.as_ptr().add(base + at),
                         offs.offs.as_ptr().add(k0),
                         c.add(tile_at(full, bi) + j * narrow.nc),
-                        nc,
+                        ldc,
                         k0 > 0,
                         std::ptr::null(),
                     )
