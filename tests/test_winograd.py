@@ -81,6 +81,8 @@ CASES = {
     "r3x3": {"x": (1, 64, 56, 56), "w": (64, 64, 3, 3), "padding": 1},
     "narrow": {"x": (3, 5, 40, 3), "w": (7, 5, 3, 3), "padding": ((0, 0), (0, 0))},
     "no-rows": {"x": (1, 2, 0, 5), "w": (3, 2, 3, 3), "padding": ((2, 2), (0, 0))},
+    # One block of tiles, whose output channels the threads share.
+    "small-image": {"x": (1, 32, 10, 10), "w": (72, 32, 3, 3), "padding": 1},
 }
 
 
@@ -114,12 +116,16 @@ def test_bias_is_added_to_the_finished_sums(case, dtype, rng):
 
 
 def test_auto_takes_winograd_for_float64_3x3_layers_only(rng):
-    x = rng.standard_normal((1, 16, 12, 12))
+    x = rng.standard_normal((1, 16, 24, 24))
     w = rng.standard_normal((16, 16, 3, 3))
     wino = convrs.conv2d(x, w, padding=1, algorithm="winograd")
     direct = convrs.conv2d(x, w, padding=1, algorithm="direct")
     assert not np.array_equal(wino, direct)  # different rounding: the test can tell them apart
     np.testing.assert_array_equal(convrs.conv2d(x, w, padding=1), wino)
+    # Too few tiles per image (deep, small layers): the direct algorithm.
+    small = rng.standard_normal((1, 16, 12, 12))
+    np.testing.assert_array_equal(convrs.conv2d(small, w, padding=1),
+                                  convrs.conv2d(small, w, padding=1, algorithm="direct"))
     x32, w32 = x.astype(np.float32), w.astype(np.float32)
     np.testing.assert_array_equal(convrs.conv2d(x32, w32, padding=1),
                                   convrs.conv2d(x32, w32, padding=1, algorithm="direct"))
@@ -130,7 +136,7 @@ def test_auto_takes_winograd_for_float64_3x3_layers_only(rng):
 def test_non_finite_inputs_stay_where_the_definition_puts_them(algorithm, bad):
     """Non-finite data takes the direct algorithm: the transforms would spread it over
     the whole 4x4 tile."""
-    x = np.full((1, 16, 12, 12), 0.5)
+    x = np.full((1, 16, 24, 24), 0.5)
     x[0, 3, 5, 6] = bad
     w = np.full((16, 16, 3, 3), 0.25)
     y = convrs.conv2d(x, w, padding=1, algorithm=algorithm)

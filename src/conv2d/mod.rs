@@ -469,6 +469,8 @@ mod tests {
             ([1, 2, 0, 5], [3, 2, 3, 3], [2, 2, 0, 0], 1),
             ([1, 32, 40, 150], [33, 32, 3, 3], [1, 1, 1, 1], 1),
             ([3, 4, 9, 3], [5, 4, 3, 3], [0, 0, 0, 0], 1),
+            // One block of tiles: the threads split its output channels.
+            ([1, 16, 9, 9], [40, 16, 3, 3], [1, 1, 1, 1], 1),
         ];
         for (shape, wshape, pad, groups) in cases {
             let g = ConvGeometry::new(
@@ -526,33 +528,30 @@ mod tests {
 
     #[test]
     fn winograd_only_for_3x3_unit_stride_and_float64_in_auto() {
+        let layer = |c: usize, side: usize| {
+            let pad = Padding::Same;
+            ConvGeometry::new([1, c, side, side], [c, c, 3, 3], [1, 1], pad, [1, 1], 1).unwrap()
+        };
         let geo = |w: [usize; 4], stride: i64, dilation: i64| {
-            ConvGeometry::new(
-                [1, 32, 20, 20],
-                w,
-                [stride; 2],
-                Padding::Same,
-                [dilation; 2],
-                1,
-            )
+            let pad = Padding::Same;
+            ConvGeometry::new([1, 32, 24, 24], w, [stride; 2], pad, [dilation; 2], 1)
         };
         let r3 = geo([32, 32, 3, 3], 1, 1).unwrap();
         assert_eq!(choose(&r3, Algorithm::Auto, 8, 8), Path::Winograd);
         assert_ne!(choose(&r3, Algorithm::Auto, 16, 4), Path::Winograd);
         assert_eq!(choose(&r3, Algorithm::Winograd, 16, 4), Path::Winograd);
-        // Too few channels or outputs for the transforms to pay.
-        let thin = ConvGeometry::new(
-            [1, 8, 20, 20],
-            [32, 8, 3, 3],
-            [1, 1],
-            Padding::Same,
-            [1, 1],
-            1,
-        );
-        assert_ne!(
-            choose(&thin.unwrap(), Algorithm::Auto, 8, 8),
+        assert_eq!(
+            choose(&layer(256, 28), Algorithm::Auto, 8, 8),
             Path::Winograd
         );
+        // Too few channels, too few tiles per pass over the transformed kernels (`deep`
+        // in float64: 16), or transformed kernels too large (72 MiB) for it to pay.
+        let pad = Padding::Same;
+        let thin = ConvGeometry::new([1, 8, 24, 24], [32, 8, 3, 3], [1, 1], pad, [1, 1], 1);
+        let others = [thin.unwrap(), layer(256, 14), layer(32, 20), layer(512, 28)];
+        for g in others {
+            assert_ne!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd, "{g:?}");
+        }
         for g in [
             geo([32, 32, 5, 5], 1, 1),
             geo([32, 32, 3, 3], 2, 1),
@@ -560,7 +559,7 @@ mod tests {
         ] {
             let g = g.unwrap();
             assert_ne!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd);
-            let (x, w) = (vec![0.0; 32 * 400], vec![0.0; 32 * 32 * g.kh * g.kw]);
+            let (x, w) = (vec![0.0; 32 * 576], vec![0.0; 32 * 32 * g.kh * g.kw]);
             let mut y = vec![0.0; g.output_shape().iter().product()];
             let err = conv2d(
                 &g,
@@ -578,7 +577,7 @@ mod tests {
     #[test]
     fn winograd_leaves_non_finite_inputs_where_the_definition_puts_them() {
         let g = ConvGeometry::new(
-            [1, 16, 12, 12],
+            [1, 16, 24, 24],
             [16, 16, 3, 3],
             [1, 1],
             Padding::Same,
@@ -586,9 +585,10 @@ mod tests {
             1,
         )
         .unwrap();
+        assert_eq!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd);
         for bad in [f64::NAN, f64::INFINITY] {
-            let mut x = vec![0.5; 16 * 144];
-            x[3 * 144 + 5 * 12 + 6] = bad;
+            let mut x = vec![0.5; 16 * 576];
+            x[3 * 576 + 5 * 24 + 6] = bad;
             let w = vec![0.25; 16 * 16 * 9];
             let want = reference(&g, &x, &w, None);
             for level in available_levels() {

@@ -6,7 +6,8 @@
 //! output and input channel instead of 9.
 //!
 //! A task is one block of `tb` tiles (flattened over the tile rows) of one image and
-//! group: it transforms the block's windows into `V[ξ][c][t]`, computes
+//! group (and, when there are fewer blocks than threads, a share of its output
+//! channels): it transforms the block's windows into `V[ξ][c][t]`, computes
 //! `M[ξ][k][t] = Σ_c U[ξ][k][c] · V[ξ][c][t]`, and transforms `M` back into the
 //! output. The kernels' transform `U` is computed once per call.
 
@@ -32,15 +33,25 @@ pub fn applies(g: &ConvGeometry) -> bool {
 }
 
 /// Whether `auto` should choose it for elements of `elem` bytes: float64 only (its
-/// float32 error is about 20 times the direct sum's), and enough channels and tiles for
-/// the matrix products to dominate the transforms.
+/// float32 error is about 20 times the direct sum's), enough channels for the matrix
+/// products to outweigh the transforms, and enough tiles per image for each pass over
+/// the transformed kernels `U` (36/9 times the weights, read once per block of tiles)
+/// to pay. Measured at 1 and 2 threads against the direct algorithm (float64, 3×3,
+/// padding 1): 56×56 outputs 1.03-1.08× (16 channels), 2.1-2.4× (128 and 256 channels);
+/// 28×28 (49 tiles) 1.37-1.55× (64 channels), 1.11-1.36× (256), 0.59-1.00× (512: `U` is
+/// 72 MiB); 14×14 (16 tiles) 0.80-1.08× (64, 128 channels), 0.15-0.27× (512); 8×8
+/// 0.45×.
 pub fn suits(g: &ConvGeometry, elem: usize) -> bool {
+    const MIN_TILES: usize = 36;
+    const MAX_U_BYTES: usize = 24 << 20;
+    let tiles = g.h_out.div_ceil(TILE) * g.w_out.div_ceil(TILE);
+    let u_bytes = (POINTS * elem).saturating_mul(g.c_in_per_group().saturating_mul(g.c_out));
     elem == 8
         && applies(g)
         && g.c_in_per_group() >= 16
         && g.c_out_per_group() >= 16
-        && g.h_out >= 8
-        && g.w_out >= 8
+        && tiles >= MIN_TILES
+        && u_bytes <= MAX_U_BYTES
 }
 
 /// A run of tiles of one tile row inside a block: first tile of the block, tile row,
@@ -123,10 +134,18 @@ pub fn conv2d<T: ConvFloat>(
         .ok_or_else(|| ConvError::Memory("the Winograd workspace is too large".into()))?;
     let plane_in = g.h * g.w;
     let plane_out = g.h_out * g.w_out;
+    // Fewer blocks than threads (small images): the threads share each block's output
+    // channels too, each transforming the block's input itself.
+    let kb = kp / mr;
+    let per_block = (threads / (g.n * g.groups * blocks).max(1)).clamp(1, kb);
     let out = SharedOut::new(y);
-    for_each_task(g.n * g.groups * blocks, threads, |task| {
-        let (blk, rest) = (task % blocks, task / blocks);
+    for_each_task(g.n * g.groups * blocks * per_block, threads, |task| {
+        let (part, rest) = (task % per_block, task / per_block);
+        let (blk, rest) = (rest % blocks, rest / blocks);
         let (gi, n) = (rest % g.groups, rest / g.groups);
+        let k_blocks = kb * part / per_block..kb * (part + 1) / per_block;
+        let k_lo = k_blocks.start * mr;
+        let k_hi = (k_blocks.end * mr).min(kg);
         let t0 = blk * tb;
         let count = tb.min(tiles - t0);
         // One buffer for the task (a thread keeps only a few between calls): V, M, the
@@ -161,7 +180,7 @@ pub fn conv2d<T: ConvFloat>(
             compute_tiles(
                 kern,
                 &weights[gi * POINTS + xi],
-                0..kp / mr,
+                k_blocks.clone(),
                 &v[xi * v_step..][..cg * tb],
                 0,
                 ntiles,
@@ -170,11 +189,11 @@ pub fn conv2d<T: ConvFloat>(
                 TileOut::Planes(PlaneRows::matrix(&mut m[xi * m_step..][..kp * tb], tb)),
             );
         }
-        // Back to the output planes, channel by channel.
+        // Back to the output planes, channel by channel (M's rows start at k_lo).
         let (tmp, y_tiles) = blk_buf.split_at_mut(TILE * WINDOW * count);
-        for k in 0..kg {
+        for k in k_lo..k_hi {
             let add = bias.map_or(T::ZERO, |b| b[gi * kg + k]);
-            wino.output(&m[k * tb..], m_step, count, add, tmp, y_tiles);
+            wino.output(&m[(k - k_lo) * tb..], m_step, count, add, tmp, y_tiles);
             let plane = (n * g.c_out + gi * kg + k) * plane_out;
             for run in runs(t0, count, tiles_w) {
                 let col = run.col * TILE;
