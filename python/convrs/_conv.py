@@ -49,7 +49,9 @@ def conv2d(
     algorithm : {"auto", "direct", "im2col", "winograd"}
         All give the same result to floating-point tolerance. ``"auto"`` chooses the
         fastest for the shape: for float64 3x3 layers at stride 1 and dilation 1 with at
-        least 16 input and output channels per group, that is ``"winograd"``
+        least 16 input and output channels per group, 36 or more 4x4 output tiles per
+        image (about 24x24 outputs) and transformed kernels of at most 24 MiB
+        (``36 * C_in/groups * C_out`` values), that is ``"winograd"``
         (F(4x4, 3x3): 2.25 multiplies per output and channel instead of 9, error about
         1e-14 of the largest output). ``"winograd"`` takes only 3x3 kernels at stride 1
         and dilation 1 (``ValueError`` otherwise); in float32 its error is about 20 times

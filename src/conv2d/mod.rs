@@ -409,6 +409,16 @@ mod tests {
         }
     }
 
+    /// Random input, weights and bias for `g`, and the reference result with the bias.
+    fn random_problem(rng: &mut Lcg, g: &ConvGeometry) -> [Vec<f64>; 4] {
+        let mut values = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.unit()).collect() };
+        let x = values(g.n * g.c_in * g.h * g.w);
+        let w = values(g.c_out * g.c_in_per_group() * g.kh * g.kw);
+        let b = values(g.c_out);
+        let want = reference(g, &x, &w, Some(&b));
+        [x, w, b, want]
+    }
+
     /// Shapes every path runs on: a non-empty result with channels to reduce over.
     fn y_len_ok(g: &ConvGeometry) -> bool {
         g.output_shape().iter().product::<usize>() > 0 && g.c_in_per_group() > 0
@@ -482,10 +492,7 @@ mod tests {
                 groups,
             )
             .unwrap();
-            let x: Vec<f64> = (0..shape.iter().product()).map(|_| rng.unit()).collect();
-            let w: Vec<f64> = (0..wshape.iter().product()).map(|_| rng.unit()).collect();
-            let b: Vec<f64> = (0..g.c_out).map(|_| rng.unit()).collect();
-            let want = reference(&g, &x, &w, Some(&b));
+            let [x, w, b, want] = random_problem(&mut rng, &g);
             let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
@@ -680,10 +687,7 @@ mod tests {
                 groups,
             )
             .unwrap();
-            let x: Vec<f64> = (0..shape.iter().product()).map(|_| rng.unit()).collect();
-            let w: Vec<f64> = (0..wshape.iter().product()).map(|_| rng.unit()).collect();
-            let b: Vec<f64> = (0..g.c_out).map(|_| rng.unit()).collect();
-            let want = reference(&g, &x, &w, Some(&b));
+            let [x, w, b, want] = random_problem(&mut rng, &g);
             for level in available_levels() {
                 for path in [Path::Direct, Path::Rows, Path::Im2col] {
                     let mut first: Option<Vec<f64>> = None;

@@ -54,8 +54,8 @@ pub fn suits(g: &ConvGeometry, elem: usize) -> bool {
         && u_bytes <= MAX_U_BYTES
 }
 
-/// A run of tiles of one tile row inside a block: first tile of the block, tile row,
-/// first tile column, count.
+/// A run of tiles of one tile row inside a block: its first tile's index in the block,
+/// tile row, first tile column, count.
 #[derive(Clone, Copy)]
 struct Run {
     at: usize,
