@@ -105,7 +105,7 @@ def tour_flip() -> None:
 
 
 QUICK_FILTER = ("512k3f32", "512k5f32", "512k11f32", "512k3f64", "512k5f64", "512k11f64")
-QUICK_CONV = ("r3x3", "cifar")
+QUICK_CONV = ("r3x3", "cifar", "r3x3f64")
 
 
 def quick_timings() -> None:

@@ -4,11 +4,13 @@
 //! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`: 36 multiplies instead of 144. Summed over input
 //! channels, the element-wise products become 36 independent matrix products
 //! `M[ξ] = U[ξ] · V[ξ]` (output channels × input channels times input channels × tiles),
-//! which the conv2d algorithm runs on the tile microkernel; this module holds the three
+//! which the conv2d algorithm runs on the tile microkernel; this module holds the
 //! transforms around them:
 //! - `filter`: `U = G g Gᵀ`, computed in f64 and rounded once to the element type;
-//! - `input`: `V = Bᵀ d B` for a run of windows along a tile row;
-//! - `output`: `Y = Aᵀ M A` plus the bias, clipped to the output's edge.
+//! - `gather` then `input`: the windows of each run of tiles along a tile row copied into
+//!   a block of tiles, then `V = Bᵀ d B` for the whole block;
+//! - `output` then `scatter`: `Y = Aᵀ M A` plus the bias for the block, then each run's
+//!   outputs into the output rows, cut at the output's edge.
 //!
 //! The transforms' coefficients are small integers (input, output) and fractions of 6
 //! and 24 (filter); their rounding makes float32 results about 20 times less accurate
