@@ -752,6 +752,24 @@ THREAD_CASES = {
         "padding": 2,
         "groups": 2,
     },
+    # The row algorithm's one-vector kernels, for groups of one vector of output channels
+    # (16 float32 / 8 float64 at AVX-512, 8 / 4 at AVX2): calls of equal size along rows
+    # longer than one call (45 = 3 × 15), short reductions, groups, strides.
+    "rows-one-vector-16": {"x": (2, 3, 40, 45), "w": (16, 3, 5, 5), "padding": 2},
+    "rows-one-vector-8": {"x": (1, 24, 33, 37), "w": (8, 24, 3, 3), "padding": 1},
+    "rows-one-vector-4-grouped": {
+        "x": (1, 32, 30, 29),
+        "w": (8, 16, 3, 3),
+        "padding": ((1, 0), (0, 1)),
+        "groups": 2,
+    },
+    "rows-one-vector-16-strided": {
+        "x": (1, 16, 41, 60),
+        "w": (32, 8, 3, 3),
+        "stride": 2,
+        "padding": 1,
+        "groups": 2,
+    },
     # Rows too wide for a band of 16 output rows in L2: the row algorithm cuts them into
     # column strips (2 for float32 and 3 for float64 here, the last narrower; 5 strided).
     "rows-column-strips": {"x": (1, 16, 20, 1000), "w": (16, 16, 3, 3), "padding": 1},

@@ -47,7 +47,44 @@ enum Path {
     Winograd,
 }
 
-fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path {
+/// What the row algorithm's kernel for a layer asks of it: its output channels per block,
+/// and the shortest reduction (taps per output) for which it beats the band algorithm.
+#[derive(Clone, Copy, Debug)]
+struct RowFit {
+    lanes: usize,
+    min_taps: usize,
+}
+
+impl RowFit {
+    /// The two-vector kernel of `lanes` channels: 144 taps (3×3 over 16 channels was 5 %
+    /// faster than the band algorithm; a 1×1 over 128 channels, which the band algorithm
+    /// reads in place, 11 % slower; 5×5 over 3 channels into 32, 6 % slower).
+    fn wide(lanes: usize) -> RowFit {
+        RowFit {
+            lanes,
+            min_taps: 144,
+        }
+    }
+
+    /// For groups of `channels` output channels at `level`. The one-vector kernel, whose
+    /// alternative is a band algorithm computing half-empty tiles, pays from 64 taps
+    /// (AVX-512 float32, one thread: 5×5 over 3 channels into 16, `cifar`, 1.5-2.5 %
+    /// faster, on 112×112 7 %; 3×3 over 32 channels into 16, 7 %).
+    fn of<T: ConvFloat>(level: SimdLevel, channels: usize) -> RowFit {
+        let kernels = T::row_kernels(level);
+        let lanes = kernels.for_channels(channels).v;
+        if lanes < kernels.wide.v {
+            RowFit {
+                lanes,
+                min_taps: 64,
+            }
+        } else {
+            RowFit::wide(lanes)
+        }
+    }
+}
+
+fn choose(g: &ConvGeometry, algo: Algorithm, row: RowFit, elem: usize) -> Path {
     match algo {
         // Depthwise at unit stride is a set of planar correlations: the planar kernel is a
         // direct algorithm, and far faster than one-channel GEMM tiles.
@@ -56,7 +93,7 @@ fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path 
         // 2.25 multiplies per output and channel instead of 9 (float64 only: see
         // `winograd::suits`).
         Algorithm::Auto if winograd::suits(g, elem) => Path::Winograd,
-        Algorithm::Direct | Algorithm::Auto if rows_suit(g, lanes, elem) => Path::Rows,
+        Algorithm::Direct | Algorithm::Auto if rows_suit(g, row, elem) => Path::Rows,
         Algorithm::Direct => Path::Direct,
         Algorithm::Im2col => Path::Im2col,
         // The direct algorithm's band spans the whole dilated kernel; when that extent
@@ -76,19 +113,20 @@ fn choose(g: &ConvGeometry, algo: Algorithm, lanes: usize, elem: usize) -> Path 
 /// padded kernel row. Measured (AVX-512, one thread): `r3x3` 3-5 %, `deep` 4-6 %, `s2`
 /// 8-12 %, `conv1` 4-7 % faster. It needs:
 /// - full blocks of output channels (a partial block computes zero lanes);
-/// - a reduction long enough to pay for the transposed store (3×3 over 16 channels, 144
-///   taps, was 5 % faster; 1×1 over 128 channels, which the band algorithm reads in
-///   place, 11 % slower);
+/// - a reduction long enough to pay for the transposed store (see [`RowFit`]), and more
+///   than one tap per channel below 144 taps (the band algorithm reads a 1×1 layer's
+///   input in place);
 /// - enough positions to pay for packing the weights, which costs about as much as
 ///   computing 16 positions (64 positions were 6-10 % slower, 100 were 6 % faster);
 /// - padding no wider than the input, since every band row carries it;
 /// - bands of several rows that fit L2, in column strips on wide images (`big` in whole
 ///   rows, 2 MiB bands in L3, was 12-17 % slower; in strips as fast at 1 thread and
 ///   1.11× faster at 2).
-fn rows_suit(g: &ConvGeometry, lanes: usize, elem: usize) -> bool {
+fn rows_suit(g: &ConvGeometry, row: RowFit, elem: usize) -> bool {
     let kt = g.c_in_per_group() * g.kh * g.kw;
-    g.c_out_per_group().is_multiple_of(lanes)
-        && kt >= 144
+    g.c_out_per_group().is_multiple_of(row.lanes)
+        && kt >= row.min_taps
+        && (kt >= 144 || g.kh * g.kw > 1)
         && g.n * g.h_out * g.w_out >= 96
         && g.pad_left + g.pad_right <= g.w
         && g.pad_top + g.pad_bottom <= g.h
@@ -162,13 +200,16 @@ fn conv2d_on<T: ConvFloat>(
     level: SimdLevel,
     threads: usize,
 ) -> Result<()> {
-    let (lanes, elem) = (T::row_kernel(level).v, std::mem::size_of::<T>());
-    let mut path = choose(g, algo, lanes, elem);
+    let (row, elem) = (
+        RowFit::of::<T>(level, g.c_out_per_group()),
+        std::mem::size_of::<T>(),
+    );
+    let mut path = choose(g, algo, row, elem);
     // Winograd's transforms mix every input of a 6×6 window into all 16 outputs of its
     // tile, so one inf or NaN would spread to outputs whose sums never see it: such
     // data takes the direct algorithm, which leaves them where the definition puts them.
     if path == Path::Winograd && !(all_finite(x) && all_finite(w)) {
-        path = choose(g, Algorithm::Direct, lanes, elem);
+        path = choose(g, Algorithm::Direct, row, elem);
     }
     run_path(g, x, w, bias, y, path, level, threads)
 }
@@ -203,7 +244,10 @@ fn run_path<T: ConvFloat>(
     match path {
         Path::Depthwise => depthwise::conv2d(g, x, w, bias, y, threads, level),
         Path::Direct => direct::conv2d(g, &kern, x, w, bias, y, threads),
-        Path::Rows => rows::conv2d(g, &T::row_kernel(level), x, w, bias, y, threads),
+        Path::Rows => {
+            let row_kernel = T::row_kernels(level).for_channels(g.c_out_per_group());
+            rows::conv2d(g, &row_kernel, x, w, bias, y, threads)
+        }
         Path::Im2col => im2col::conv2d(g, &kern, x, w, bias, y, threads),
         Path::Winograd => {
             let wino = WinogradKernels::for_level(level);
@@ -446,7 +490,7 @@ mod tests {
         };
         // r3x3, r3x3b8, deep, s2, conv1 and big (in column strips); not a 64-position
         // layer (packing its weights costs more than the halo lanes), a 128-channel 1×1
-        // (short reduction), cifar (16 channels) or 4096 channels on 14×14 (a band of
+        // (short reduction), cifar with 32 channels or 4096 channels on 14×14 (a band of
         // whole rows holds 2 rows, and strips would be 2 columns wide).
         #[rustfmt::skip]
         let layers = [
@@ -457,18 +501,37 @@ mod tests {
             ([1, 256, 8, 8], [256, 256, 3, 3], 1, Path::Direct),
             ([1, 3, 224, 224], [64, 3, 7, 7], 2, Path::Rows),
             ([1, 128, 28, 28], [128, 128, 1, 1], 1, Path::Direct),
-            ([64, 3, 32, 32], [16, 3, 5, 5], 1, Path::Direct),
+            ([64, 3, 32, 32], [32, 3, 5, 5], 1, Path::Direct),
             ([1, 64, 1024, 1024], [64, 64, 3, 3], 1, Path::Rows),
             ([1, 4096, 14, 14], [64, 4096, 3, 3], 1, Path::Direct),
         ];
         for (x, w, stride, want) in layers {
             let g = geo(x, w, stride, 1);
-            assert_eq!(choose(&g, Algorithm::Auto, 32, 4), want, "{g:?}");
+            assert_eq!(
+                choose(&g, Algorithm::Auto, RowFit::wide(32), 4),
+                want,
+                "{g:?}"
+            );
         }
+        // cifar (16 channels: the one-vector kernel), not a 1×1 layer of 64 channels.
+        let narrow = RowFit {
+            lanes: 16,
+            min_taps: 64,
+        };
+        let cifar = geo([64, 3, 32, 32], [16, 3, 5, 5], 1, 1);
+        assert_eq!(choose(&cifar, Algorithm::Auto, narrow, 4), Path::Rows);
+        let pw = geo([1, 64, 56, 56], [16, 64, 1, 1], 1, 1);
+        assert_eq!(choose(&pw, Algorithm::Auto, narrow, 4), Path::Direct);
         // `direct` picks it too; `im2col` never does.
         let r3x3 = geo([1, 64, 56, 56], [64, 64, 3, 3], 1, 1);
-        assert_eq!(choose(&r3x3, Algorithm::Direct, 32, 4), Path::Rows);
-        assert_eq!(choose(&r3x3, Algorithm::Im2col, 32, 4), Path::Im2col);
+        assert_eq!(
+            choose(&r3x3, Algorithm::Direct, RowFit::wide(32), 4),
+            Path::Rows
+        );
+        assert_eq!(
+            choose(&r3x3, Algorithm::Im2col, RowFit::wide(32), 4),
+            Path::Im2col
+        );
     }
 
     #[test]
@@ -548,11 +611,20 @@ mod tests {
             ConvGeometry::new([1, 32, 24, 24], w, [stride; 2], pad, [dilation; 2], 1)
         };
         let r3 = geo([32, 32, 3, 3], 1, 1).unwrap();
-        assert_eq!(choose(&r3, Algorithm::Auto, 8, 8), Path::Winograd);
-        assert_ne!(choose(&r3, Algorithm::Auto, 16, 4), Path::Winograd);
-        assert_eq!(choose(&r3, Algorithm::Winograd, 16, 4), Path::Winograd);
         assert_eq!(
-            choose(&layer(256, 28), Algorithm::Auto, 8, 8),
+            choose(&r3, Algorithm::Auto, RowFit::wide(8), 8),
+            Path::Winograd
+        );
+        assert_ne!(
+            choose(&r3, Algorithm::Auto, RowFit::wide(16), 4),
+            Path::Winograd
+        );
+        assert_eq!(
+            choose(&r3, Algorithm::Winograd, RowFit::wide(16), 4),
+            Path::Winograd
+        );
+        assert_eq!(
+            choose(&layer(256, 28), Algorithm::Auto, RowFit::wide(8), 8),
             Path::Winograd
         );
         // Too few channels, too few tiles per pass over the transformed kernels (`deep`
@@ -561,7 +633,11 @@ mod tests {
         let thin = ConvGeometry::new([1, 8, 24, 24], [32, 8, 3, 3], [1, 1], pad, [1, 1], 1);
         let others = [thin.unwrap(), layer(256, 14), layer(32, 20), layer(512, 28)];
         for g in others {
-            assert_ne!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd, "{g:?}");
+            assert_ne!(
+                choose(&g, Algorithm::Auto, RowFit::wide(8), 8),
+                Path::Winograd,
+                "{g:?}"
+            );
         }
         for g in [
             geo([32, 32, 5, 5], 1, 1),
@@ -569,7 +645,10 @@ mod tests {
             geo([32, 32, 3, 3], 1, 2),
         ] {
             let g = g.unwrap();
-            assert_ne!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd);
+            assert_ne!(
+                choose(&g, Algorithm::Auto, RowFit::wide(8), 8),
+                Path::Winograd
+            );
             let (x, w) = (vec![0.0; 32 * 576], vec![0.0; 32 * 32 * g.kh * g.kw]);
             let mut y = vec![0.0; g.output_shape().iter().product()];
             let err = conv2d(
@@ -596,7 +675,10 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(choose(&g, Algorithm::Auto, 8, 8), Path::Winograd);
+        assert_eq!(
+            choose(&g, Algorithm::Auto, RowFit::wide(8), 8),
+            Path::Winograd
+        );
         for bad in [f64::NAN, f64::INFINITY] {
             let mut x = vec![0.5; 16 * 576];
             x[3 * 576 + 5 * 24 + 6] = bad;

@@ -208,7 +208,10 @@ pub fn conv2d<T: ConvFloat>(
         for q_a in (0..g.w_out).step_by(cols) {
             let width = cols.min(g.w_out - q_a);
             let band = fill(g, x_group, [p0 * g.sh, rows_in], q_a * g.sw, pitch)?;
-            let live = LiveColumns::new(g, width, kern.rmax, band_columns(g, q_a * g.sw, pitch))?;
+            // Calls of about equal size: a short last call (4 of 32 positions) has too
+            // few accumulators to hide the FMA latency.
+            let step = width.div_ceil(width.div_ceil(kern.rmax));
+            let live = LiveColumns::new(g, width, step, band_columns(g, q_a * g.sw, pitch))?;
             // The farthest element any call reads: last channel, band row and column.
             let last = (cg - 1) * rows_in * pitch
                 + (rows_in - 1) * pitch
@@ -231,8 +234,8 @@ pub fn conv2d<T: ConvFloat>(
                     if live_cols == 0 {
                         row_buf.fill(T::ZERO);
                     }
-                    for q0 in (0..live_cols).step_by(kern.rmax) {
-                        let r = kern.rmax.min(width - q0);
+                    for q0 in (0..live_cols).step_by(step) {
+                        let r = step.min(width - q0);
                         let args = RowArgs {
                             x: band[((p - p0) * g.sh + lo * g.dh) * pitch + q0 * g.sw..].as_ptr(),
                             kh_step: g.dh * pitch,
@@ -243,7 +246,7 @@ pub fn conv2d<T: ConvFloat>(
                             channels: cg,
                             kw: g.kw,
                             w: w_blk[lo * cg * g.kw * v..].as_ptr(),
-                            live: live.of_call(q0 / kern.rmax),
+                            live: live.of_call(q0 / step),
                             out: row_buf[q0 * v..].as_mut_ptr(),
                         };
                         // SAFETY: every read is inside the band (the farthest was checked
@@ -304,7 +307,7 @@ fn band_columns(g: &ConvGeometry, c0: usize, pitch: usize) -> [usize; 2] {
 }
 
 /// Each kernel column's positions `lo..hi` that read input columns rather than padding,
-/// for every call along a band row of `width` output positions (`rmax` per call). The
+/// for every call along a band row of `width` output positions (`step` per call). The
 /// kernel leaves the others out at the ends of a call, which saves their FMAs: 4.8 % of
 /// `deep`'s (14 positions, a padded column at each end). Computed once per strip: per
 /// call, their divisions cost `conv1` (7 columns, stride 2) 2-3 %.
@@ -321,14 +324,14 @@ impl LiveColumns {
     fn new(
         g: &ConvGeometry,
         width: usize,
-        rmax: usize,
+        step: usize,
         [left, copied]: [usize; 2],
     ) -> Result<Self> {
-        let calls = width.div_ceil(rmax);
+        let calls = width.div_ceil(step);
         let mut ranges = try_reserved(calls * g.kw, "live kernel columns")?;
         let mut edge = try_reserved(calls, "live kernel columns")?;
         for k in 0..calls {
-            let (b0, r) = (k * rmax * g.sw, rmax.min(width - k * rmax));
+            let (b0, r) = (k * step * g.sw, step.min(width - k * step));
             // Positions p with b0 + p·sw + s·dw < limit.
             let below =
                 |limit: usize, s: usize| limit.saturating_sub(b0 + s * g.dw).div_ceil(g.sw).min(r);

@@ -33,8 +33,8 @@ pub trait ConvFloat:
     /// The implicit-GEMM microkernel for this type at `level`, for groups of `rows` output
     /// channels.
     fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<Self>;
-    /// The channel-blocked row microkernel for this type at `level`.
-    fn row_kernel(level: SimdLevel) -> rows::RowKernel<Self>;
+    /// The channel-blocked row microkernels for this type at `level`.
+    fn row_kernels(level: SimdLevel) -> rows::RowKernels<Self>;
 }
 
 impl ConvFloat for f32 {
@@ -48,8 +48,8 @@ impl ConvFloat for f32 {
     fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<f32> {
         tile::kernels_f32(level).for_rows(rows)
     }
-    fn row_kernel(level: SimdLevel) -> rows::RowKernel<f32> {
-        rows::kernel_f32(level)
+    fn row_kernels(level: SimdLevel) -> rows::RowKernels<f32> {
+        rows::kernels_f32(level)
     }
 }
 
@@ -64,7 +64,7 @@ impl ConvFloat for f64 {
     fn tile_kernel(level: SimdLevel, rows: usize) -> tile::TileKernel<f64> {
         tile::kernels_f64(level).for_rows(rows)
     }
-    fn row_kernel(level: SimdLevel) -> rows::RowKernel<f64> {
-        rows::kernel_f64(level)
+    fn row_kernels(level: SimdLevel) -> rows::RowKernels<f64> {
+        rows::kernels_f64(level)
     }
 }

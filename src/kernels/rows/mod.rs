@@ -136,24 +136,47 @@ impl<T> RowKernel<T> {
     }
 }
 
-pub fn kernel_f32(level: SimdLevel) -> RowKernel<f32> {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::F32_AVX512,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::F32_AVX2,
-        _ => scalar::F32,
+/// The row kernels of one type at one level: `wide` computes blocks of two vectors of
+/// output channels, `narrow` blocks of one vector, with twice the positions per call.
+#[derive(Clone, Copy)]
+pub struct RowKernels<T> {
+    pub wide: RowKernel<T>,
+    pub narrow: RowKernel<T>,
+}
+
+impl<T: Copy> RowKernels<T> {
+    /// The kernel for groups of `channels` output channels: the narrow one where they
+    /// fill its blocks but not the wide one's (16 channels at AVX-512 float32), which
+    /// would compute zero lanes; otherwise the wide one.
+    pub fn for_channels(&self, channels: usize) -> RowKernel<T> {
+        if !channels.is_multiple_of(self.wide.v) && channels.is_multiple_of(self.narrow.v) {
+            self.narrow
+        } else {
+            self.wide
+        }
     }
 }
 
-pub fn kernel_f64(level: SimdLevel) -> RowKernel<f64> {
-    match level {
+pub fn kernels_f32(level: SimdLevel) -> RowKernels<f32> {
+    let (wide, narrow) = match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::F64_AVX512,
+        SimdLevel::Avx512 => (x86::F32_AVX512, x86::F32_AVX512_NARROW),
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::F64_AVX2,
-        _ => scalar::F64,
-    }
+        SimdLevel::Avx2 => (x86::F32_AVX2, x86::F32_AVX2_NARROW),
+        _ => (scalar::F32, scalar::F32),
+    };
+    RowKernels { wide, narrow }
+}
+
+pub fn kernels_f64(level: SimdLevel) -> RowKernels<f64> {
+    let (wide, narrow) = match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => (x86::F64_AVX512, x86::F64_AVX512_NARROW),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => (x86::F64_AVX2, x86::F64_AVX2_NARROW),
+        _ => (scalar::F64, scalar::F64),
+    };
+    RowKernels { wide, narrow }
 }
 
 #[cfg(test)]
@@ -311,8 +334,10 @@ mod tests {
     #[test]
     fn every_store_matches_the_definition() {
         for level in available_levels() {
-            check_store(kernel_f32(level), |v| v as f32);
-            check_store(kernel_f64(level), |v| v);
+            for (k32, k64) in both(level) {
+                check_store(k32, |v| v as f32);
+                check_store(k64, |v| v);
+            }
         }
     }
 
@@ -327,16 +352,37 @@ mod tests {
     #[test]
     fn every_packer_matches_the_definition() {
         for level in available_levels() {
-            check_pack(kernel_f32(level), |v| v as f32);
-            check_pack(kernel_f64(level), |v| v);
+            for (k32, k64) in both(level) {
+                check_pack(k32, |v| v as f32);
+                check_pack(k64, |v| v);
+            }
         }
     }
 
     #[test]
     fn every_level_matches_the_definition() {
         for level in available_levels() {
-            check(kernel_f32(level), |v| v as f32, |v| v as f64);
-            check(kernel_f64(level), |v| v, |v| v);
+            for (k32, k64) in both(level) {
+                check(k32, |v| v as f32, |v| v as f64);
+                check(k64, |v| v, |v| v);
+            }
+        }
+    }
+
+    /// The wide and the narrow kernels of both types at `level`.
+    fn both(level: SimdLevel) -> [(RowKernel<f32>, RowKernel<f64>); 2] {
+        let (k32, k64) = (kernels_f32(level), kernels_f64(level));
+        [(k32.wide, k64.wide), (k32.narrow, k64.narrow)]
+    }
+
+    #[test]
+    fn the_narrow_kernel_takes_groups_of_one_vector() {
+        for level in available_levels() {
+            let k = kernels_f32(level);
+            assert_eq!(k.for_channels(2 * k.wide.v).name, k.wide.name);
+            assert_eq!(k.for_channels(k.narrow.v).name, k.narrow.name);
+            assert_eq!(k.for_channels(3 * k.narrow.v).v, k.narrow.v);
+            assert_eq!(k.for_channels(7).name, k.wide.name);
         }
     }
 }
@@ -353,7 +399,7 @@ mod speed {
         let kt = cg * kh * kw;
         let w: Vec<f32> = (0..k * kt).map(|i| (i % 97) as f32).collect();
         for level in crate::kernels::tile::available_levels() {
-            let kern = kernel_f32(level);
+            let kern = kernels_f32(level).wide;
             let v = kern.v;
             let offsets: Vec<usize> = (0..kt)
                 .map(|a| {
