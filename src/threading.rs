@@ -349,6 +349,25 @@ where
     }
 }
 
+/// Whether `holds` is true of every part of `v`, cut into one chunk per thread and scanned
+/// on up to `threads` threads (the scans that decide a path before any work starts read
+/// the whole input, serially a few % of a call). False if the pool cannot run them.
+pub fn holds_for_chunks<T, F>(v: &[T], threads: usize, holds: F) -> bool
+where
+    T: Sync,
+    F: Fn(&[T]) -> bool + Sync + Send,
+{
+    let chunk = v.len().div_ceil(threads.max(1)).max(1);
+    let all = AtomicBool::new(true);
+    let scanned = for_each_task(v.len().div_ceil(chunk), threads, |t| {
+        if !holds(&v[t * chunk..((t + 1) * chunk).min(v.len())]) {
+            all.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    scanned.is_ok() && all.into_inner()
+}
+
 /// How many threads a job of `flops` floating-point operations should use: waking a
 /// worker costs microseconds, so small jobs stay on the caller's thread.
 pub fn threads_for_work(flops: f64) -> usize {

@@ -13,7 +13,7 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::winograd::WinogradKernels;
 use crate::kernels::ConvFloat;
 use crate::simd::SimdLevel;
-use crate::threading::threads_for_work;
+use crate::threading::{holds_for_chunks, threads_for_work};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
@@ -208,7 +208,8 @@ fn conv2d_on<T: ConvFloat>(
     // Winograd's transforms mix every input of a 6×6 window into all 16 outputs of its
     // tile, so one inf or NaN would spread to outputs whose sums never see it: such
     // data takes the direct algorithm, which leaves them where the definition puts them.
-    if path == Path::Winograd && !(all_finite(x) && all_finite(w)) {
+    let finite = |v: &[T]| holds_for_chunks(v, threads, all_finite);
+    if path == Path::Winograd && !(finite(x) && finite(w)) {
         path = choose(g, Algorithm::Direct, row, elem);
     }
     run_path(g, x, w, bias, y, path, level, threads)
@@ -679,16 +680,34 @@ mod tests {
             choose(&g, Algorithm::Auto, RowFit::wide(8), 8),
             Path::Winograd
         );
-        for bad in [f64::NAN, f64::INFINITY] {
-            let mut x = vec![0.5; 16 * 576];
-            x[3 * 576 + 5 * 24 + 6] = bad;
-            let w = vec![0.25; 16 * 16 * 9];
+        // In the input's first and last chunk of a 2- or 3-thread scan, and in the weights.
+        let (first, last, weight) = (3 * 576 + 5 * 24 + 6, 15 * 576 + 20 * 24 + 23, 5 * 144 + 7);
+        let cases = [
+            (f64::NAN, first, false),
+            (f64::INFINITY, first, false),
+            (f64::NAN, last, false),
+            (f64::INFINITY, weight, true),
+            (f64::NAN, weight, true),
+        ];
+        for (bad, at, in_weights) in cases {
+            let (mut x, mut w) = (vec![0.5; 16 * 576], vec![0.25; 16 * 16 * 9]);
+            if in_weights {
+                w[at] = bad;
+            } else {
+                x[at] = bad;
+            }
             let want = reference(&g, &x, &w, None);
+            assert!(want.iter().any(|r| r.is_finite()) && want.iter().any(|r| !r.is_finite()));
             for level in available_levels() {
-                let mut y = vec![0.0; want.len()];
-                conv2d(&g, &x, &w, None, &mut y, Algorithm::Auto, level).unwrap();
-                for (got, r) in y.iter().zip(&want) {
-                    assert!(got.is_finite() == r.is_finite(), "{bad} {level:?}");
+                for threads in [1, 2, 3] {
+                    let mut y = vec![0.0; want.len()];
+                    conv2d_on(&g, &x, &w, None, &mut y, Algorithm::Auto, level, threads).unwrap();
+                    for (got, r) in y.iter().zip(&want) {
+                        assert!(
+                            got.is_finite() == r.is_finite(),
+                            "{bad} at {at} {level:?} {threads}"
+                        );
+                    }
                 }
             }
         }

@@ -14,8 +14,6 @@
 //! or that hold infinities or NaNs (which the transform would spread over a whole tile),
 //! are left to the direct kernel.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use rustfft::num_complex::Complex;
 
 use super::spectral::{Engine, FftFloat, Workspace};
@@ -23,7 +21,7 @@ use super::tiling::Grid;
 use super::{Layout, PadRow};
 use crate::error::Result;
 use crate::simd::SimdLevel;
-use crate::threading::{for_each_task, threads_for_work, SharedOut};
+use crate::threading::{for_each_task, holds_for_chunks, threads_for_work, SharedOut};
 
 /// Whether every value stays far enough below overflow: the transform sums up to
 /// `points · max|x| · Σ|k|`. Non-finite values fail the comparison.
@@ -112,17 +110,8 @@ impl Layout {
         kernel: &[T],
         points: usize,
     ) -> bool {
-        let threads = self.fft_threads();
-        let chunk = input.len().div_ceil(threads.max(1)).max(1);
-        let ok = AtomicBool::new(safe(extra, kernel, points));
-        let scanned = for_each_task(input.len().div_ceil(chunk), threads, |t| {
-            let part = &input[t * chunk..((t + 1) * chunk).min(input.len())];
-            if !safe(part, kernel, points) {
-                ok.store(false, Ordering::Relaxed);
-            }
-            Ok(())
-        });
-        scanned.is_ok() && ok.into_inner()
+        safe(extra, kernel, points)
+            && holds_for_chunks(input, self.fft_threads(), |part| safe(part, kernel, points))
     }
 
     /// Runs `unit(u, workspace)` for every `u < units` over the thread pool; each task
