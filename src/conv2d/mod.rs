@@ -68,8 +68,9 @@ impl RowFit {
 
     /// For groups of `channels` output channels at `level`. The one-vector kernel, whose
     /// alternative is a band algorithm computing half-empty tiles, pays from 64 taps
-    /// (AVX-512 float32, one thread: 5×5 over 3 channels into 16, `cifar`, 1.5-2.5 %
-    /// faster, on 112×112 7 %; 3×3 over 32 channels into 16, 7 %).
+    /// (AVX-512 float32, one thread: 5×5 over 3 channels into 16, `cifar`, 1.5-5.6 %
+    /// faster, on 112×112 7 %; 3×3 over 32 channels into 16, 7-10 %; AVX2 with 8
+    /// channels 15-20 %).
     fn of<T: ConvFloat>(level: SimdLevel, channels: usize) -> RowFit {
         let kernels = T::row_kernels(level);
         let lanes = kernels.for_channels(channels).v;

@@ -137,7 +137,7 @@ impl<T> RowKernel<T> {
 }
 
 /// The row kernels of one type at one level: `wide` computes blocks of two vectors of
-/// output channels, `narrow` blocks of one vector, with twice the positions per call.
+/// output channels, `narrow` blocks of one vector (the scalar level has one kernel, both).
 #[derive(Clone, Copy)]
 pub struct RowKernels<T> {
     pub wide: RowKernel<T>,
