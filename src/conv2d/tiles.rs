@@ -28,13 +28,7 @@ impl<'a, T: ConvFloat> GroupWeights<'a, T> {
     pub fn new(w: &'a [T], g: &ConvGeometry, group: usize) -> Result<Self> {
         let kt = g.c_in_per_group() * g.kh * g.kw;
         let channels = g.c_out_per_group();
-        Ok(GroupWeights {
-            rows: &w[group * channels * kt..(group + 1) * channels * kt],
-            zero: try_zeroed(kt, "zero weights")?,
-            kt,
-            pitch: kt,
-            channels,
-        })
+        GroupWeights::from_rows(&w[group * channels * kt..], kt, kt, channels)
     }
 
     /// `channels` rows of `kt` elements, `pitch` apart in `rows`.

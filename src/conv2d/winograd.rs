@@ -232,7 +232,8 @@ fn transform_filters<T: ConvFloat>(
     let tasks = threads.min(rows).max(1);
     let out = SharedOut::new(&mut u);
     for_each_task(tasks, threads, |t| {
-        let mut scratch = Scratch::<f64>::overwritable(27 * cg, "Winograd kernel columns")?;
+        let len = WinogradKernels::<T>::filter_scratch_len(cg);
+        let mut scratch = Scratch::<f64>::overwritable(len, "Winograd kernel columns")?;
         for row in rows * t / tasks..rows * (t + 1) / tasks {
             // SAFETY: output channel `row`'s transforms belong to this task alone.
             let u_row = unsafe { out.slice_mut(row * per_channel, per_channel) };

@@ -154,11 +154,16 @@ impl<T: ConvFloat> WinogradKernels<T> {
         unsafe { (self.scatter)(y, pitch, n, rows) }
     }
 
+    /// The f64 scratch [`Self::filter`] needs for `cg` channels: the taps, and `G g`.
+    pub fn filter_scratch_len(cg: usize) -> usize {
+        27 * cg
+    }
+
     /// Transforms the 3×3 kernels of `cg` input channels of one output channel (`w`,
     /// OIHW order): point `ξ` of channel `c` goes to `u[ξ·pitch + c]`. `scratch` holds
-    /// `27·cg` values.
+    /// [`Self::filter_scratch_len`]`(cg)` values.
     pub fn filter(&self, w: &[T], cg: usize, scratch: &mut [f64], u: &mut [T], pitch: usize) {
-        assert!(w.len() >= 9 * cg && scratch.len() >= 27 * cg);
+        assert!(w.len() >= 9 * cg && scratch.len() >= Self::filter_scratch_len(cg));
         assert!(cg == 0 || (cg <= pitch && u.len() >= (POINTS - 1) * pitch + cg));
         // SAFETY: as in `gather`.
         unsafe { (self.filter)(w, cg, scratch, u, pitch) }
@@ -197,7 +202,7 @@ mod tests {
             let mut rows: [&[T]; WINDOW] = std::array::from_fn(|r| &input[r][..]);
             rows[4] = &[]; // a padding row
             let g: Vec<T> = values(9, 99);
-            let mut scratch = vec![0.0; 27];
+            let mut scratch = vec![0.0; WinogradKernels::<T>::filter_scratch_len(1)];
             let (mut u, mut u_ref) = (vec![T::ZERO; POINTS], vec![T::ZERO; POINTS]);
             kern.filter(&g, 1, &mut scratch, &mut u, 1);
             reference.filter(&g, 1, &mut scratch, &mut u_ref, 1);
@@ -270,7 +275,7 @@ mod tests {
         let w: Vec<f64> = values(9 * cg, 5);
         for level in available_levels() {
             let kern = WinogradKernels::<f64>::for_level(level);
-            let mut scratch = vec![0.0; 27 * cg];
+            let mut scratch = vec![0.0; WinogradKernels::<f64>::filter_scratch_len(cg)];
             let pitch = cg + 3;
             let mut u = vec![0.0; POINTS * pitch];
             kern.filter(&w, cg, &mut scratch, &mut u, pitch);
