@@ -199,15 +199,6 @@ mod tests {
                     (4, 61, 3, 3),
                     (7, 29, 2, 5),
                     (3, 125, 4, 1),
-                    // Tails of 0-3 whole vectors plus a half-width one, in blocks of
-                    // the full height (AVX-512: f32 56 = 3·16 + 8, 20, 36, 8; f64
-                    // 20 = 2·8 + 4, 28, 36 = 4·8 + 4).
-                    (14, 56, 3, 3),
-                    (13, 20, 1, 2),
-                    (12, 36, 2, 4),
-                    (12, 8, 3, 3),
-                    (12, 28, 4, 3),
-                    (9, 19, 5, 5),
                 ] {
                     let lined = usize::next_multiple_of(wo, line);
                     for (ldo, shift) in [(wo + 2, 0), (lined, 0), (lined, 1), (lined, line - 3)] {

@@ -19,13 +19,6 @@ trait Vector: Copy {
     type E: Copy;
     /// Per-vector column mask (a tail of `n` valid lanes).
     type M: Copy;
-    /// The vector of half as many lanes (itself where the ISA has no narrower one worth
-    /// using): a column tail that fits in it costs half an FMA per lane group on CPUs
-    /// that split 512-bit FMAs in two (AMD Zen 4) or have one 512-bit FMA pipe.
-    type Half: Vector<E = Self::E>;
-    /// Whether [`Self::Half`] is narrower (a constant, so that the half-width tail code is
-    /// not even compiled for the vectors without one).
-    const HAS_HALF: bool;
     const LANES: usize;
     unsafe fn splat(p: *const Self::E) -> Self;
     unsafe fn load(p: *const Self::E) -> Self;
@@ -36,8 +29,6 @@ trait Vector: Copy {
     unsafe fn store_m(self, p: *mut Self::E, m: Self::M);
     /// A non-temporal store of a whole vector to a vector-aligned `p`.
     unsafe fn stream(self, p: *mut Self::E);
-    /// The low lanes as a [`Self::Half`] (a register alias, no instruction).
-    unsafe fn low(self) -> Self::Half;
 }
 
 /// Implements [`Vector`] for one register type. The mask operations are passed as
@@ -45,15 +36,12 @@ trait Vector: Copy {
 /// `$mstore(p, m, v)`; `$stream(p, v)` is the aligned non-temporal store.
 macro_rules! vector {
     ($name:ident, $e:ty, $v:ty, $m:ty, $lanes:expr, $set1:ident, $load:ident,
-     $fma:ident, $store:ident, $mask:ident, $mload:ident, $mstore:ident, $stream:ident,
-     $half:ident, $has_half:literal, $low:path) => {
+     $fma:ident, $store:ident, $mask:ident, $mload:ident, $mstore:ident, $stream:ident) => {
         #[derive(Clone, Copy)]
         struct $name($v);
         impl Vector for $name {
             type E = $e;
             type M = $m;
-            type Half = $half;
-            const HAS_HALF: bool = $has_half;
             const LANES: usize = $lanes;
             #[inline(always)]
             unsafe fn splat(p: *const $e) -> Self {
@@ -97,12 +85,6 @@ macro_rules! vector {
                 // aligned to the vector's size.
                 unsafe { $stream(p, self.0) }
             }
-            #[inline(always)]
-            #[allow(unused_unsafe)]
-            unsafe fn low(self) -> $half {
-                // SAFETY: a register-only cast of the enabled ISA.
-                $half(unsafe { $low(self.0) })
-            }
         }
     };
 }
@@ -128,18 +110,6 @@ unsafe fn maskz_load_ps(p: *const f32, m: __mmask16) -> __m512 {
 unsafe fn maskz_load_pd(p: *const f64, m: __mmask8) -> __m512d {
     // SAFETY: as for `maskz_load_ps`.
     unsafe { _mm512_maskz_loadu_pd(m, p) }
-}
-
-#[inline(always)]
-unsafe fn maskz_load_ps256(p: *const f32, m: __mmask8) -> __m256 {
-    // SAFETY: as for `maskz_load_ps` (AVX-512VL).
-    unsafe { _mm256_maskz_loadu_ps(m, p) }
-}
-
-#[inline(always)]
-unsafe fn maskz_load_pd256(p: *const f64, m: __mmask8) -> __m256d {
-    // SAFETY: as for `maskz_load_ps` (AVX-512VL).
-    unsafe { _mm256_maskz_loadu_pd(m, p) }
 }
 
 /// AVX2 masks: lane l is active when its sign bit is set, i.e. when l < n.
@@ -174,10 +144,7 @@ vector!(
     mask16,
     maskz_load_ps,
     _mm512_mask_storeu_ps,
-    _mm512_stream_ps,
-    F32y8,
-    true,
-    _mm512_castps512_ps256
+    _mm512_stream_ps
 );
 vector!(
     F64x8,
@@ -192,48 +159,7 @@ vector!(
     mask8,
     maskz_load_pd,
     _mm512_mask_storeu_pd,
-    _mm512_stream_pd,
-    F64y4,
-    true,
-    _mm512_castpd512_pd256
-);
-// The halves of the AVX-512 vectors: 256-bit registers with AVX-512VL's mask registers
-// (AVX2's masked stores are much slower on AMD).
-vector!(
-    F32y8,
-    f32,
-    __m256,
-    __mmask8,
-    8,
-    _mm256_set1_ps,
-    _mm256_loadu_ps,
-    _mm256_fmadd_ps,
-    _mm256_storeu_ps,
-    mask8,
-    maskz_load_ps256,
-    _mm256_mask_storeu_ps,
-    _mm256_stream_ps,
-    F32y8,
-    false,
-    std::convert::identity
-);
-vector!(
-    F64y4,
-    f64,
-    __m256d,
-    __mmask8,
-    4,
-    _mm256_set1_pd,
-    _mm256_loadu_pd,
-    _mm256_fmadd_pd,
-    _mm256_storeu_pd,
-    mask8,
-    maskz_load_pd256,
-    _mm256_mask_storeu_pd,
-    _mm256_stream_pd,
-    F64y4,
-    false,
-    std::convert::identity
+    _mm512_stream_pd
 );
 vector!(
     F32x8,
@@ -248,10 +174,7 @@ vector!(
     mask_i32x8,
     _mm256_maskload_ps,
     _mm256_maskstore_ps,
-    _mm256_stream_ps,
-    F32x8,
-    false,
-    std::convert::identity
+    _mm256_stream_ps
 );
 vector!(
     F64x4,
@@ -266,10 +189,7 @@ vector!(
     mask_i64x4,
     _mm256_maskload_pd,
     _mm256_maskstore_pd,
-    _mm256_stream_pd,
-    F64x4,
-    false,
-    std::convert::identity
+    _mm256_stream_pd
 );
 
 /// Masks for the `NV` vectors of a block: all lanes, or the first `cols` in the tail.
@@ -448,123 +368,6 @@ unsafe fn block_short<
     unsafe { store_block::<V, R, NV, TAIL>(&acc, out, ldo, &masks, stream) };
 }
 
-/// [`block_short`] for a column tail of `NF` whole vectors and at most `V::Half::LANES`
-/// more columns, which go in one masked half-width vector: the same sums in the same
-/// order as a masked full vector, for half its FMA work (`dw`'s 56-column planes: 3.5
-/// vectors a row instead of 4, the layer 4-6 % faster at 1 thread on Zen 4).
-///
-/// # Safety
-/// As for [`block`] with `kh == KH`, `TAIL`, and
-/// `NF·LANES < cols <= NF·LANES + V::Half::LANES`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn block_short_half<V: Vector, const R: usize, const NF: usize, const KH: usize>(
-    x: *const V::E,
-    ldx: usize,
-    k: *const V::E,
-    kw: usize,
-    ldk: usize,
-    out: *mut V::E,
-    ldo: usize,
-    cols: usize,
-    init: V::E,
-) {
-    // SAFETY (the whole body): `init` is a readable element; loads and stores stay inside
-    // the block's columns as in `block`, the half vector's masked to the `cols` that exist.
-    unsafe {
-        let mut acc = [[V::splat(&init); NF]; R];
-        let mut acc_h = [V::Half::splat(&init); R];
-        let mask = V::Half::mask(cols - NF * V::LANES);
-        for s in 0..kw {
-            let w: [V; KH] = std::array::from_fn(|r| V::splat(k.add(r * ldk + s)));
-            for i in 0..R + KH - 1 {
-                let row = x.add(i * ldx + s);
-                let xv: [V; NF] = std::array::from_fn(|j| V::load(row.add(j * V::LANES)));
-                let xh = V::Half::load_m(row.add(NF * V::LANES), mask);
-                for p in 0..R {
-                    if i >= p && i - p < KH {
-                        for j in 0..NF {
-                            acc[p][j] = V::fma(w[i - p], xv[j], acc[p][j]);
-                        }
-                        acc_h[p] = V::Half::fma(w[i - p].low(), xh, acc_h[p]);
-                    }
-                }
-            }
-        }
-        for (p, (acc_p, acc_h_p)) in acc.iter().zip(acc_h).enumerate() {
-            let o = out.add(p * ldo);
-            for (j, v) in acc_p.iter().enumerate() {
-                v.store(o.add(j * V::LANES));
-            }
-            acc_h_p.store_m(o.add(NF * V::LANES), mask);
-        }
-    }
-}
-
-/// A column tail of `cols < NV·LANES` columns whose last vector would be at most half
-/// full, in half-width vectors for that last part ([`block_short_half`]), when `V` has
-/// a narrower vector and the kernel is short enough for [`block_short`]. False when
-/// it did nothing: the caller then computes the tail with full vectors.
-///
-/// # Safety
-/// As for [`block`] with `TAIL`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn half_tail<V: Vector, const R: usize>(
-    x: *const V::E,
-    ldx: usize,
-    k: *const V::E,
-    kh: usize,
-    kw: usize,
-    ldk: usize,
-    out: *mut V::E,
-    ldo: usize,
-    cols: usize,
-    init: V::E,
-) -> bool {
-    if !V::HAS_HALF {
-        return false;
-    }
-    let rem = cols % V::LANES;
-    if rem == 0 || rem > V::Half::LANES {
-        return false;
-    }
-    macro_rules! by_kh {
-        ($nf:literal) => {
-            // SAFETY (all arms): forwarded contract; each arm matches `kh`.
-            match kh {
-                1 => unsafe {
-                    block_short_half::<V, R, $nf, 1>(x, ldx, k, kw, ldk, out, ldo, cols, init)
-                },
-                2 => unsafe {
-                    block_short_half::<V, R, $nf, 2>(x, ldx, k, kw, ldk, out, ldo, cols, init)
-                },
-                3 => unsafe {
-                    block_short_half::<V, R, $nf, 3>(x, ldx, k, kw, ldk, out, ldo, cols, init)
-                },
-                4 if R <= 4 => unsafe {
-                    block_short_half::<V, R, $nf, 4>(x, ldx, k, kw, ldk, out, ldo, cols, init)
-                },
-                5 if R <= 4 => unsafe {
-                    block_short_half::<V, R, $nf, 5>(x, ldx, k, kw, ldk, out, ldo, cols, init)
-                },
-                _ => return false,
-            }
-        };
-    }
-    match cols / V::LANES {
-        // SAFETY: a tail of at most `V::Half::LANES` columns is one masked half vector.
-        0 => unsafe {
-            any_block::<V::Half, R, 1, true>(x, ldx, k, kh, kw, ldk, out, ldo, cols, init, false)
-        },
-        1 => by_kh!(1),
-        2 => by_kh!(2),
-        3 => by_kh!(3),
-        _ => return false,
-    }
-    true
-}
-
 /// One block of any height, dispatching short kernels to [`block_short`].
 ///
 /// # Safety
@@ -614,15 +417,13 @@ fn line_aligned_column<E>(out: *const E, ldo: usize, cols: usize) -> Option<usiz
 }
 
 /// Output rows `p0..p0 + R` across the whole width. With `stream`, the full blocks'
-/// stores are non-temporal. With `HALF`, a column tail may take half-width vectors
-/// ([`half_tail`]); only full-height blocks do, as the short last blocks of a plane
-/// would double the build time of that code for a few rows.
+/// stores are non-temporal.
 ///
 /// # Safety
 /// As for [`block`] without the column conditions; with `stream`, every row of `out`
 /// starts a cache line.
 #[inline(always)]
-unsafe fn row_block<V: Vector, const R: usize, const NV: usize, const HALF: bool>(
+unsafe fn row_block<V: Vector, const R: usize, const NV: usize>(
     x: Plane<'_, V::E>,
     k: Plane<'_, V::E>,
     out: &mut PlaneMut<'_, V::E>,
@@ -666,10 +467,6 @@ unsafe fn row_block<V: Vector, const R: usize, const NV: usize, const HALF: bool
         // SAFETY: column q < out.cols of rows inside the plane.
         let (x0, o0) = unsafe { (xp.add(q), op.add(q)) };
         let (kh, kw, ldx, ldk, ldo) = (k.rows, k.cols, x.ld, k.ld, out.ld);
-        // SAFETY: as for the arms below.
-        if HALF && unsafe { half_tail::<V, R>(x0, ldx, kp, kh, kw, ldk, o0, ldo, cols, init) } {
-            return;
-        }
         // SAFETY (all arms): masked tail of `cols < NV·LANES` columns, so the arm taken
         // has exactly `cols.div_ceil(LANES)` vectors, at most NV.
         unsafe {
@@ -707,7 +504,7 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
     let mut p0 = 0;
     // SAFETY (all calls): each block's rows lie inside the plane.
     while p0 + 2 * RB <= out.rows {
-        unsafe { row_block::<V, RB, NV, true>(x, k, out, p0, stream, init) };
+        unsafe { row_block::<V, RB, NV>(x, k, out, p0, stream, init) };
         p0 += RB;
     }
     while p0 < out.rows {
@@ -716,12 +513,12 @@ unsafe fn rows_in_blocks<V: Vector, const RB: usize, const NV: usize>(
         let left = out.rows - p0;
         let rows = if left > RB { left.div_ceil(2) } else { left }.min(6);
         match rows {
-            1 => unsafe { row_block::<V, 1, NV, false>(x, k, out, p0, stream, init) },
-            2 => unsafe { row_block::<V, 2, NV, false>(x, k, out, p0, stream, init) },
-            3 => unsafe { row_block::<V, 3, NV, false>(x, k, out, p0, stream, init) },
-            4 => unsafe { row_block::<V, 4, NV, false>(x, k, out, p0, stream, init) },
-            5 => unsafe { row_block::<V, 5, NV, false>(x, k, out, p0, stream, init) },
-            _ => unsafe { row_block::<V, 6, NV, false>(x, k, out, p0, stream, init) },
+            1 => unsafe { row_block::<V, 1, NV>(x, k, out, p0, stream, init) },
+            2 => unsafe { row_block::<V, 2, NV>(x, k, out, p0, stream, init) },
+            3 => unsafe { row_block::<V, 3, NV>(x, k, out, p0, stream, init) },
+            4 => unsafe { row_block::<V, 4, NV>(x, k, out, p0, stream, init) },
+            5 => unsafe { row_block::<V, 5, NV>(x, k, out, p0, stream, init) },
+            _ => unsafe { row_block::<V, 6, NV>(x, k, out, p0, stream, init) },
         }
         p0 += rows;
     }
