@@ -55,16 +55,33 @@ fn filter_1d(g: [f64; 3]) -> [f64; 6] {
     ]
 }
 
-/// `n` equal-length mutable rows of `buf`, `pitch` apart from row `first`.
-#[inline(always)]
-fn rows_mut<T, const N: usize>(
-    buf: &mut [T],
-    first: usize,
-    pitch: usize,
-    n: usize,
-) -> [&mut [T]; N] {
-    let mut rows = buf[first..].chunks_mut(pitch.max(1));
-    std::array::from_fn(|_| &mut rows.next().expect("row inside the buffer")[..n])
+// The transforms' row arrays are written out by these two macros, not built with
+// `std::array::from_fn`: LLVM does not always inline that, and out of line it hides the
+// rows' lengths from the loops over tiles, which then lose their vectorisation (seen once
+// as `r3x3f64` 2.12 → 2.76 ms, after an unrelated change moved the crate's split into
+// codegen units).
+
+/// `[body(i) for i in the listed indices]`, written out.
+macro_rules! each {
+    (|$i:ident| $body:expr; $($n:literal),+) => {
+        [$({
+            let $i = $n;
+            $body
+        }),+]
+    };
+}
+
+/// Binds each `$row` to the next `n`-element mutable row of `buf`, `pitch` apart from
+/// element `first`.
+macro_rules! rows_mut {
+    ($buf:expr, $first:expr, $pitch:expr, $n:expr; $($row:ident),+) => {
+        let rest = &mut $buf[$first..];
+        $(
+            let (row, rest) = rest.split_at_mut(($pitch).min(rest.len()));
+            let $row = &mut row[..$n];
+        )+
+        let _ = rest;
+    };
 }
 
 /// See [`super::WinogradKernels::gather`].
@@ -90,7 +107,7 @@ pub fn gather_windows<T: ConvFloat>(
         if lo < hi {
             seg[lo..hi].copy_from_slice(&row[(col0 + lo as isize) as usize..][..hi - lo]);
         }
-        let [w0, w1, w2, w3, w4, w5] = rows_mut::<T, 6>(win, r * WINDOW * pitch, pitch, n);
+        rows_mut!(win, r * WINDOW * pitch, pitch, n; w0, w1, w2, w3, w4, w5);
         let phases = w0
             .iter_mut()
             .zip(w1.iter_mut())
@@ -114,7 +131,7 @@ pub fn input_tiles<T: ConvFloat>(win: &mut [T], count: usize, v: &mut [T], pitch
     let win = &mut win[..POINTS * count];
     // Down the window columns, in place: w[(i·6 + j)·count + t] = (Bᵀ d)[i][j].
     for j in 0..WINDOW {
-        let [d0, d1, d2, d3, d4, d5] = rows_mut::<T, 6>(win, j * count, WINDOW * count, count);
+        rows_mut!(win, j * count, WINDOW * count, count; d0, d1, d2, d3, d4, d5);
         for t in 0..count {
             let out = input_1d([d0[t], d1[t], d2[t], d3[t], d4[t], d5[t]]);
             (d0[t], d1[t], d2[t], d3[t], d4[t], d5[t]) =
@@ -123,8 +140,9 @@ pub fn input_tiles<T: ConvFloat>(win: &mut [T], count: usize, v: &mut [T], pitch
     }
     // Along the rows, into V.
     for i in 0..WINDOW {
-        let e: [&[T]; WINDOW] = std::array::from_fn(|j| &win[(i * WINDOW + j) * count..][..count]);
-        let [v0, v1, v2, v3, v4, v5] = rows_mut::<T, 6>(v, i * WINDOW * pitch, pitch, count);
+        let e: [&[T]; WINDOW] =
+            each!(|j| &win[(i * WINDOW + j) * count..][..count]; 0, 1, 2, 3, 4, 5);
+        rows_mut!(v, i * WINDOW * pitch, pitch, count; v0, v1, v2, v3, v4, v5);
         for t in 0..count {
             let out = input_1d([e[0][t], e[1][t], e[2][t], e[3][t], e[4][t], e[5][t]]);
             (v0[t], v1[t], v2[t], v3[t], v4[t], v5[t]) =
@@ -146,8 +164,9 @@ pub fn output_tiles<T: ConvFloat>(
     let tmp = &mut scratch[..TILE * WINDOW * count];
     // Down the columns: tmp[(i·6 + j)·count + t] = (Aᵀ M)[i][j] of tile t.
     for j in 0..WINDOW {
-        let col: [&[T]; WINDOW] = std::array::from_fn(|i| &m[(i * WINDOW + j) * pitch..][..count]);
-        let [o0, o1, o2, o3] = rows_mut::<T, 4>(tmp, j * count, WINDOW * count, count);
+        let col: [&[T]; WINDOW] =
+            each!(|i| &m[(i * WINDOW + j) * pitch..][..count]; 0, 1, 2, 3, 4, 5);
+        rows_mut!(tmp, j * count, WINDOW * count, count; o0, o1, o2, o3);
         for t in 0..count {
             let out = output_1d([
                 col[0][t], col[1][t], col[2][t], col[3][t], col[4][t], col[5][t],
@@ -157,8 +176,9 @@ pub fn output_tiles<T: ConvFloat>(
     }
     // Along the rows, plus the bias: y[(i·4 + j)·count + t].
     for i in 0..TILE {
-        let e: [&[T]; WINDOW] = std::array::from_fn(|j| &tmp[(i * WINDOW + j) * count..][..count]);
-        let [y0, y1, y2, y3] = rows_mut::<T, 4>(y, i * TILE * count, count, count);
+        let e: [&[T]; WINDOW] =
+            each!(|j| &tmp[(i * WINDOW + j) * count..][..count]; 0, 1, 2, 3, 4, 5);
+        rows_mut!(y, i * TILE * count, count, count; y0, y1, y2, y3);
         for t in 0..count {
             let out = output_1d([e[0][t], e[1][t], e[2][t], e[3][t], e[4][t], e[5][t]]);
             (y0[t], y1[t], y2[t], y3[t]) =
@@ -171,7 +191,7 @@ pub fn output_tiles<T: ConvFloat>(
 #[inline(always)]
 pub fn scatter_tiles<T: ConvFloat>(y: &[T], pitch: usize, n: usize, rows: [&mut [T]; TILE]) {
     for (i, dst) in rows.into_iter().enumerate() {
-        let cols: [&[T]; TILE] = std::array::from_fn(|j| &y[(i * TILE + j) * pitch..][..n]);
+        let cols: [&[T]; TILE] = each!(|j| &y[(i * TILE + j) * pitch..][..n]; 0, 1, 2, 3);
         // Whole tiles as groups of four (interleaved stores), then the cut one.
         let whole = dst.len() / TILE;
         let (body, tail) = dst.split_at_mut(TILE * whole);
@@ -203,7 +223,7 @@ pub fn filter_tiles<T: ConvFloat>(
     }
     // cols[(i·3 + s)·cg + c] = (G g)[i][s].
     for s in 0..3 {
-        let g: [&[f64]; 3] = std::array::from_fn(|r| &taps[(r * 3 + s) * cg..][..cg]);
+        let g: [&[f64]; 3] = each!(|r| &taps[(r * 3 + s) * cg..][..cg]; 0, 1, 2);
         for c in 0..cg {
             let out = filter_1d([g[0][c], g[1][c], g[2][c]]);
             for (i, v) in out.into_iter().enumerate() {
@@ -212,8 +232,9 @@ pub fn filter_tiles<T: ConvFloat>(
         }
     }
     for i in 0..WINDOW {
-        let h: [&[f64]; 3] = std::array::from_fn(|s| &cols[(i * 3 + s) * cg..][..cg]);
-        let dst = rows_mut::<T, 6>(u, i * WINDOW * pitch, pitch, cg);
+        let h: [&[f64]; 3] = each!(|s| &cols[(i * 3 + s) * cg..][..cg]; 0, 1, 2);
+        rows_mut!(u, i * WINDOW * pitch, pitch, cg; u0, u1, u2, u3, u4, u5);
+        let dst = [u0, u1, u2, u3, u4, u5];
         for c in 0..cg {
             let out = filter_1d([h[0][c], h[1][c], h[2][c]]);
             for (j, v) in out.into_iter().enumerate() {
