@@ -272,7 +272,7 @@ pub fn conv2d<T: ConvFloat>(
         let group = tiles_per_group(kern, blocks.len());
         // Without halo columns, a full-width band's tiles are runs of the output planes:
         // whole ones go straight there, and the buffer only holds the others.
-        let whole_tiles = if layout.halo_cols == 0 && cols == g.w_out && dest.whole_blocks(mr) {
+        let whole_tiles = if layout.halo_cols == 0 && cols == g.w_out {
             m_len / nc
         } else {
             0
@@ -294,7 +294,7 @@ pub fn conv2d<T: ConvFloat>(
                     n * g.c_out,
                     plane_out,
                     p0 * g.w_out + t0 * nc,
-                )
+                )?
             };
             t0 += nt;
         }
@@ -376,68 +376,50 @@ fn pointwise<T: ConvFloat>(
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let group = tiles_per_group(kern, blocks.len());
-        // With whole blocks, only the plane's last, partial tile goes through the buffer.
-        let buffered = if dest.whole_blocks(mr) { 1 } else { group };
-        let mut ctile = Scratch::<T>::zeroed(buffered * blocks.len() * mr * nc, "output tiles")?;
-        let mut runs = Vec::with_capacity(group);
         let mut m0 = m_lo;
-        while m0 < m_hi {
-            // Whole tiles inside the plane read the input; reading nc positions past its
-            // end would run past the user's buffer, so the last one goes through a copy.
-            let whole = (plane.min(m_hi) - m0) / nc;
-            let nt = group.min(whole.max(1));
-            if whole > 0 && dest.whole_blocks(mr) {
-                // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-                unsafe {
-                    dest.compute_into_planes(
-                        kern,
-                        &packed[gi],
-                        (x_group, m0, &offs),
-                        nt,
-                        n * g.c_out,
-                        plane,
-                        m0,
-                    )
-                };
-                m0 += nt * nc;
-                continue;
-            }
-            if whole > 0 {
-                compute_tiles(
+        // Whole tiles inside the plane read the input in place and go straight to the
+        // output planes.
+        while m0 + nc <= m_hi {
+            let nt = group.min((m_hi - m0) / nc);
+            // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
+            unsafe {
+                dest.compute_into_planes(
                     kern,
                     &packed[gi],
-                    blocks.clone(),
-                    x_group,
-                    m0,
+                    (x_group, m0, &offs),
                     nt,
-                    nc,
-                    &offs,
-                    TileOut::Buffer(&mut ctile),
-                );
-            } else {
-                let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
-                for c in 0..cg {
-                    let src = &x_group[c * plane + m0..c * plane + m_hi];
-                    tail[c * nc..c * nc + src.len()].copy_from_slice(src);
-                }
-                compute_tiles(
-                    kern,
-                    &packed[gi],
-                    blocks.clone(),
-                    &tail,
-                    0,
-                    1,
-                    m_hi - m0,
-                    &tail_offs,
-                    TileOut::Buffer(&mut ctile),
-                );
+                    n * g.c_out,
+                    plane,
+                    m0,
+                )?
+            };
+            m0 += nt * nc;
+        }
+        if m0 < m_hi {
+            // Reading nc positions past the plane's end would run past the user's buffer:
+            // the last, partial tile goes through a copy of its input and a tile buffer.
+            let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
+            for c in 0..cg {
+                let src = &x_group[c * plane + m0..c * plane + m_hi];
+                tail[c * nc..c * nc + src.len()].copy_from_slice(src);
             }
-            runs.clear();
-            runs.extend(TileRun::contiguous(m0, nt, nc, m_hi));
+            let mut ctile = Scratch::<T>::zeroed(blocks.len() * mr * nc, "output tiles")?;
+            let buffer = TileOut::Buffer(&mut ctile);
+            compute_tiles(
+                kern,
+                &packed[gi],
+                blocks.clone(),
+                &tail,
+                0,
+                1,
+                m_hi - m0,
+                &tail_offs,
+                buffer,
+            );
+            let runs: Vec<TileRun> = TileRun::contiguous(m0, 1, nc, m_hi).collect();
             let tile_len = blocks.len() * mr * nc;
             // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
             unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane) };
-            m0 += nt * nc;
         }
         Ok(())
     })

@@ -304,7 +304,7 @@ pub fn conv2d<T: ConvFloat>(
             let nt = len.div_ceil(nc);
             packer.pack(x_group, m0, m_hi, width, &mut panel);
             // A panel's tiles are runs of the output planes: whole ones go straight there.
-            let whole = if dest.whole_blocks(mr) { len / nc } else { 0 };
+            let whole = len / nc;
             if whole > 0 {
                 // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
                 unsafe {
@@ -316,7 +316,7 @@ pub fn conv2d<T: ConvFloat>(
                         n * g.c_out,
                         plane_out,
                         m0,
-                    )
+                    )?
                 };
             }
             if whole < nt {
