@@ -421,3 +421,51 @@ mod speed {
         }
     }
 }
+
+#[cfg(test)]
+mod peak {
+    use super::*;
+    /// Throughput of the wide float32 kernel at every level on a 3×3 reduction over
+    /// 16, 64 and 256 channels (9, 36 and 147 KiB of weights per block at AVX2), the
+    /// input an interior band row of `r3x3`'s shape (`cargo test --release -- --ignored
+    /// --nocapture row_peak`).
+    #[test]
+    #[ignore]
+    fn row_peak() {
+        for level in crate::kernels::tile::available_levels() {
+            let kern = kernels_f32(level).wide;
+            for cg in [16usize, 64, 256] {
+                let (kh, kw, pitch, rows) = (3usize, 3usize, 58usize, 3usize);
+                let x = vec![1f32; cg * rows * pitch];
+                let w = vec![0.5f32; kh * cg * kw * kern.v];
+                let mut out = vec![0f32; kern.rmax * kern.v];
+                let calls = 56 / kern.rmax;
+                let reps = 2000 * 16 / cg;
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    for k in 0..calls {
+                        let a = RowArgs {
+                            x: x[k * kern.rmax..].as_ptr(),
+                            kh_step: pitch,
+                            channel: rows * pitch,
+                            kw_step: 1,
+                            pos_step: 1,
+                            kh,
+                            channels: cg,
+                            kw,
+                            w: w.as_ptr(),
+                            live: std::ptr::null(),
+                            out: out.as_mut_ptr(),
+                        };
+                        // SAFETY: the last call reads up to column 56 + 2 < pitch of the
+                        // last channel's last row; weights and results are sized above.
+                        unsafe { kern.run(kern.rmax, &a) };
+                    }
+                }
+                let s = t.elapsed().as_secs_f64();
+                let flops = 2.0 * (reps * calls * kern.rmax * kern.v * kh * kw * cg) as f64;
+                println!("{} {cg} channels: {:.1} GF/s", kern.name, flops / s / 1e9);
+            }
+        }
+    }
+}
