@@ -3,7 +3,8 @@
 //! zero-padded band of rows per task (of column strips on wide images), the weights once
 //! per call into blocks of `v` output channels (or, where a block serves one task alone,
 //! by that task); kernel rows that fall in the top or bottom padding are left out, and
-//! kernel columns that fall in the left or right padding at the ends of a kernel call.
+//! kernel columns that fall in the left or right padding at the ends of a kernel call (by
+//! kernels that skip them: `RowKernel::skips_padding`).
 //! Unlike the band algorithm in `direct`, no lane computes a halo column or a position
 //! past the end of the image, which matters most on narrow images and strided layers.
 
@@ -244,7 +245,11 @@ pub fn conv2d<T: ConvFloat>(
                             channels: cg,
                             kw: g.kw,
                             w: w_blk[lo * cg * g.kw * v..].as_ptr(),
-                            live: live.of_call(k),
+                            live: if kern.skips_padding {
+                                live.of_call(k)
+                            } else {
+                                std::ptr::null()
+                            },
                             out: row_buf[q0 * v..].as_mut_ptr(),
                         };
                         // SAFETY: every read is inside the band (the farthest was checked

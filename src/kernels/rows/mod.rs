@@ -58,6 +58,9 @@ pub struct RowKernel<T> {
     /// Most positions per call.
     pub rmax: usize,
     pub name: &'static str,
+    /// Whether calls at the ends of a row leave out the taps that read column padding
+    /// (`RowArgs::live`), or sum the band's zeros there like the other calls.
+    pub skips_padding: bool,
     func: RowFn<T>,
     transpose: TransposeFn<T>,
 }
@@ -74,8 +77,17 @@ impl<T> RowKernel<T> {
             v,
             rmax,
             name,
+            skips_padding: true,
             func,
             transpose,
+        }
+    }
+
+    /// This kernel summing the zeros of column padding rather than leaving those taps out.
+    pub const fn summing_padding(self) -> Self {
+        RowKernel {
+            skips_padding: false,
+            ..self
         }
     }
 
