@@ -315,13 +315,15 @@ pub const F32_AVX512: RowKernel<f32> =
     RowKernel::new(32, 14, "avx512-14x32", f32_avx512, transpose_f32_avx512);
 pub const F64_AVX512: RowKernel<f64> =
     RowKernel::new(16, 14, "avx512-14x16", f64_avx512, transpose_f64);
-// The float32 AVX2 kernels sum the column padding's zeros: their edge bodies, whose
-// per-tap tests run on every position of a call of 4-6, made `deep` (two of its three
-// calls per row are edge calls) 12-26 % slower, `r3x3` and `s2` 5-7 %, `cifar` 1.5 %
-// (interleaved, 1 and 2 threads, AMD EPYC without AVX-512).
+// The AVX2 kernels sum the column padding's zeros: their edge bodies, whose per-tap
+// tests run on every position of a call of 4-6, made `deep` (two of its three calls per
+// row are edge calls) 12-26 % slower, `r3x3` and `s2` 5-7 %, `cifar` 1.5 %, and in float64
+// (`algorithm="direct"`) 256 channels on 14×14 12-18 %, 128 on 28×28 5-12 %, `r3x3f64`
+// 1-6 % (interleaved, AMD EPYC without AVX-512).
 pub const F32_AVX2: RowKernel<f32> =
     RowKernel::new(16, 6, "avx2-6x16", f32_avx2, transpose_f32).summing_padding();
-pub const F64_AVX2: RowKernel<f64> = RowKernel::new(8, 6, "avx2-6x8", f64_avx2, transpose_f64);
+pub const F64_AVX2: RowKernel<f64> =
+    RowKernel::new(8, 6, "avx2-6x8", f64_avx2, transpose_f64).summing_padding();
 pub const F32_AVX512_NARROW: RowKernel<f32> = RowKernel::new(
     16,
     14,
@@ -334,4 +336,4 @@ pub const F64_AVX512_NARROW: RowKernel<f64> =
 pub const F32_AVX2_NARROW: RowKernel<f32> =
     RowKernel::new(8, 12, "avx2-12x8", f32_avx2_narrow, transpose_f32).summing_padding();
 pub const F64_AVX2_NARROW: RowKernel<f64> =
-    RowKernel::new(4, 12, "avx2-12x4", f64_avx2_narrow, transpose_f64);
+    RowKernel::new(4, 12, "avx2-12x4", f64_avx2_narrow, transpose_f64).summing_padding();
