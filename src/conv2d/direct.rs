@@ -337,7 +337,15 @@ pub fn conv2d<T: ConvFloat>(
             let tile_len = blocks.len() * mr * nc;
             // SAFETY: this task alone writes channels oc_range, rows p0..p0+rows, columns
             // q0..q0+cols.
-            unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane_out) };
+            unsafe {
+                dest.store_tiles(
+                    &ctile,
+                    tile_len,
+                    runs.iter().copied(),
+                    n * g.c_out,
+                    plane_out,
+                )
+            };
             t0 += nt;
         }
         Ok(())
@@ -416,10 +424,10 @@ fn pointwise<T: ConvFloat>(
                 &tail_offs,
                 buffer,
             );
-            let runs: Vec<TileRun> = TileRun::contiguous(m0, 1, nc, m_hi).collect();
+            let runs = TileRun::contiguous(m0, 1, nc, m_hi);
             let tile_len = blocks.len() * mr * nc;
             // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-            unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane) };
+            unsafe { dest.store_tiles(&ctile, tile_len, runs, n * g.c_out, plane) };
         }
         Ok(())
     })

@@ -291,7 +291,6 @@ pub fn conv2d<T: ConvFloat>(
         }
         let mut panel = Scratch::<T>::overwritable(kt * width, "im2col panel")?;
         let mut packer = PanelPacker::new(g, kern, &strided);
-        let mut runs = Vec::with_capacity(per_panel);
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let tile_len = blocks.len() * mr * nc;
@@ -331,10 +330,9 @@ pub fn conv2d<T: ConvFloat>(
                     &offs,
                     TileOut::Buffer(&mut ctile),
                 );
-                runs.clear();
-                runs.extend(TileRun::contiguous(m0 + whole * nc, nt - whole, nc, m_hi));
+                let runs = TileRun::contiguous(m0 + whole * nc, nt - whole, nc, m_hi);
                 // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
-                unsafe { dest.store_tiles(&ctile, tile_len, &runs, n * g.c_out, plane_out) };
+                unsafe { dest.store_tiles(&ctile, tile_len, runs, n * g.c_out, plane_out) };
             }
             m0 += width;
         }

@@ -210,7 +210,8 @@ pub fn conv2d<T: ConvFloat>(
             let width = cols.min(g.w_out - q_a);
             let band = fill(g, x_group, [p0 * g.sh, rows_in], q_a * g.sw, pitch)?;
             let calls = Calls::new(width, kern.rmax);
-            let live = LiveColumns::new(g, calls, band_columns(g, q_a * g.sw, pitch))?;
+            let columns = band_columns(g, q_a * g.sw, pitch);
+            let live = LiveColumns::new(g, calls, columns, kern.skips_padding)?;
             // The farthest element any call reads: last channel, band row and column.
             let last = (cg - 1) * rows_in * pitch
                 + (rows_in - 1) * pitch
@@ -245,11 +246,7 @@ pub fn conv2d<T: ConvFloat>(
                             channels: cg,
                             kw: g.kw,
                             w: w_blk[lo * cg * g.kw * v..].as_ptr(),
-                            live: if kern.skips_padding {
-                                live.of_call(k)
-                            } else {
-                                std::ptr::null()
-                            },
+                            live: live.of_call(k),
                             out: row_buf[q0 * v..].as_mut_ptr(),
                         };
                         // SAFETY: every read is inside the band (the farthest was checked
@@ -336,7 +333,7 @@ impl Calls {
 }
 
 /// Each kernel column's positions `lo..hi` that read input columns rather than padding,
-/// for every call along a band row (see [`Calls`]). The
+/// for every call along a band row (see [`Calls`]), for kernels that skip padding. The
 /// kernel leaves the others out at the ends of a call, which saves their FMAs: 4.8 % of
 /// `deep`'s (14 positions, a padded column at each end). Computed once per strip: per
 /// call, their divisions cost `conv1` (7 columns, stride 2) 2-3 %.
@@ -349,10 +346,24 @@ struct LiveColumns {
 }
 
 impl LiveColumns {
-    /// For a band whose rows hold `[left, copied]` (see [`band_columns`]).
-    fn new(g: &ConvGeometry, calls: Calls, [left, copied]: [usize; 2]) -> Result<Self> {
+    /// For a band whose rows hold `[left, copied]` (see [`band_columns`]); with `skips`
+    /// false (a kernel that sums the padding's zeros) every call is a plain one.
+    fn new(
+        g: &ConvGeometry,
+        calls: Calls,
+        [left, copied]: [usize; 2],
+        skips: bool,
+    ) -> Result<Self> {
         let mut ranges = try_reserved(calls.count * g.kw, "live kernel columns")?;
         let mut edge = try_reserved(calls.count, "live kernel columns")?;
+        if !skips {
+            edge.resize(calls.count, false);
+            return Ok(LiveColumns {
+                kw: g.kw,
+                ranges,
+                edge,
+            });
+        }
         for k in 0..calls.count {
             let [q0, r] = calls.call(k);
             let b0 = q0 * g.sw;

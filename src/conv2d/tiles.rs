@@ -292,7 +292,7 @@ impl<'a, T: ConvFloat> TileRows<'a, T> {
         &self,
         ctile: &[T],
         tile_len: usize,
-        runs: &[TileRun],
+        runs: impl Iterator<Item = TileRun> + Clone,
         image: usize,
         plane: usize,
     ) {
@@ -300,7 +300,7 @@ impl<'a, T: ConvFloat> TileRows<'a, T> {
             let k = self.first_k + oc;
             let add = self.bias.map_or(T::ZERO, |b| b[k]);
             let row_start = (oc - self.row0) * self.nc;
-            for run in runs {
+            for run in runs.clone() {
                 let row = &ctile[run.t * tile_len + row_start + run.j..][..run.len];
                 // SAFETY: exclusive access is the caller's contract.
                 unsafe { self.out.write_row((image + k) * plane + run.at, row, add) };
@@ -364,9 +364,9 @@ impl<'a, T: ConvFloat> TileRows<'a, T> {
                 row0: split,
                 ..*self
             };
-            let runs: Vec<TileRun> = TileRun::contiguous(at, tiles, nc, at + tiles * nc).collect();
+            let runs = TileRun::contiguous(at, tiles, nc, at + tiles * nc);
             // SAFETY: the caller's contract.
-            unsafe { rest.store_tiles(&ctile, mr * nc, &runs, image, plane) };
+            unsafe { rest.store_tiles(&ctile, mr * nc, runs, image, plane) };
         }
         Ok(())
     }
@@ -390,7 +390,7 @@ impl TileRun {
         tiles: usize,
         nc: usize,
         m_end: usize,
-    ) -> impl Iterator<Item = Self> {
+    ) -> impl Iterator<Item = Self> + Clone {
         (0..tiles).map(move |t| {
             let m = m0 + t * nc;
             TileRun {
