@@ -198,12 +198,26 @@ mod tests {
 
     /// One kernel against the definition for every call size, with every tap live and
     /// with some kernel columns live over part of the positions only (the others read
-    /// zeros, as column padding would be), an empty range among them.
+    /// zeros, as column padding would be), an empty range among them; at a position
+    /// stride and kernel width of no body of their own and at each that has one.
     fn check<T: Copy + Default>(kern: RowKernel<T>, to: fn(f64) -> T, from: fn(T) -> f64) {
+        for (pos_step, kw) in [(3, 3), (1, 3), (2, 3), (1, 5), (2, 7)] {
+            check_shape(kern, to, from, pos_step, kw);
+        }
+    }
+
+    fn check_shape<T: Copy + Default>(
+        kern: RowKernel<T>,
+        to: fn(f64) -> T,
+        from: fn(T) -> f64,
+        pos_step: usize,
+        kw: usize,
+    ) {
         let v = kern.v;
-        let (kh, channels, kw) = (2, 3, 3);
-        // Every (kernel row, channel, column, position) names its own element.
-        let (kh_step, channel, kw_step, pos_step) = (97, 211, 2, 3);
+        let (kh, channels) = (2, 3);
+        // Every (kernel row, channel, column, position) names its own element: positions
+        // span less than a column step (14 at most, 3 apart), columns less than a channel.
+        let (kh_step, channel, kw_step) = (1000, 331, 41);
         let w: Vec<T> = (0..kh * channels * kw * v)
             .map(|i| to(((i * 5) % 17) as f64 - 8.0))
             .collect();
@@ -217,7 +231,7 @@ mod tests {
                 })
                 .collect();
             let is_live = |s: usize, p: usize| (live[s][0]..live[s][1]).contains(&p);
-            let mut x: Vec<T> = (0..1200)
+            let mut x: Vec<T> = (0..2100)
                 .map(|i| to(((i * 7) % 23) as f64 - 11.0))
                 .collect();
             let at = |i: usize, c: usize, s: usize, p: usize| {
@@ -261,7 +275,7 @@ mod tests {
                     assert_eq!(
                         from(out[p * v + o]),
                         want,
-                        "{} r {r} edge {edge} p {p} o {o}",
+                        "{} r {r} edge {edge} stride {pos_step} kw {kw} p {p} o {o}",
                         kern.name
                     );
                 }
