@@ -774,6 +774,10 @@ THREAD_CASES = {
     # row algorithm's groups of blocks per band sweep (256 KiB) hold 2 or 1 of 3 or 6
     # blocks, the last group partial; threads split the blocks further.
     "rows-weight-groups": {"x": (1, 160, 12, 12), "w": (48, 160, 3, 3), "padding": 1},
+    # A 1x1 layer with one block of output channels over a plane of ~100 tiles: its tiles
+    # go through input panels of at most 128 KiB (32 tiles of 16 at AVX2 float32), several
+    # per task, then a partial tile.
+    "pointwise-panels": {"x": (1, 64, 40, 41), "w": (6, 64, 1, 1)},
     # Rows too wide for a band of 16 output rows in L2: the row algorithm cuts them into
     # column strips (2 for float32 and 3 for float64 here, the last narrower; 5 strided).
     "rows-column-strips": {"x": (1, 16, 20, 1000), "w": (16, 16, 3, 3), "padding": 1},

@@ -57,8 +57,8 @@ struct RowFit {
 
 impl RowFit {
     /// The two-vector kernel of `lanes` channels: 144 taps (3×3 over 16 channels was 5 %
-    /// faster than the band algorithm; a 1×1 over 128 channels, which the band algorithm
-    /// reads in place, 11 % slower; 5×5 over 3 channels into 32, 6 % slower).
+    /// faster than the band algorithm; a 1×1 over 128 channels, whose input the band
+    /// algorithm uses as it is, 11 % slower; 5×5 over 3 channels into 32, 6 % slower).
     fn wide(lanes: usize) -> RowFit {
         RowFit {
             lanes,
@@ -101,8 +101,8 @@ fn choose(g: &ConvGeometry, algo: Algorithm, row: RowFit, elem: usize) -> Path {
         // dwarfs both the input and the output (huge dilations), im2col's per-tile panel
         // is the only bounded workspace.
         Algorithm::Auto if direct_band_is_disproportionate(g) => Path::Im2col,
-        // The direct algorithm reads 1×1 unit-stride inputs in place and every other shape
-        // from a padded band copied once; im2col copies each input kh·kw times.
+        // The direct algorithm copies 1×1 unit-stride inputs once without padding and
+        // every other shape into a padded band once; im2col copies each input kh·kw times.
         Algorithm::Auto => Path::Direct,
     }
 }
@@ -115,8 +115,8 @@ fn choose(g: &ConvGeometry, algo: Algorithm, row: RowFit, elem: usize) -> Path {
 /// 8-12 %, `conv1` 4-7 % faster. It needs:
 /// - full blocks of output channels (a partial block computes zero lanes);
 /// - a reduction long enough to pay for the transposed store (see [`RowFit`]), and more
-///   than one tap per channel below 144 taps (the band algorithm reads a 1×1 layer's
-///   input in place);
+///   than one tap per channel below 144 taps (the band algorithm uses a 1×1 layer's
+///   input without padding or halo);
 /// - enough positions to pay for packing the weights, which costs about as much as
 ///   computing 16 positions (64 positions were 6-10 % slower, 100 were 6 % faster);
 /// - padding no wider than the input, since every band row carries it;
