@@ -212,7 +212,7 @@ fn gather_chunks<T: ConvFloat, const N: usize>(dst: &mut [T], src: &[T]) -> usiz
 
 /// 1×1 kernels at unit stride without padding: the input already is the `B` operand, one
 /// row per input channel, which `pointwise` copies a group of tiles at a time.
-fn reads_input_in_place(g: &ConvGeometry) -> bool {
+fn input_is_b_operand(g: &ConvGeometry) -> bool {
     g.kh == 1
         && g.kw == 1
         && g.sh == 1
@@ -232,7 +232,7 @@ pub fn conv2d<T: ConvFloat>(
     let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
         .map(|gi| GroupWeights::new(w, g, gi))
         .collect::<Result<_>>()?;
-    if reads_input_in_place(g) {
+    if input_is_b_operand(g) {
         return pointwise(g, kern, &packed, x, bias, y, threads);
     }
     let (mr, nc) = (kern.mr, kern.nc);
@@ -369,7 +369,7 @@ fn panel_pitch<T>(run: usize) -> usize {
     (lines | 1) * line
 }
 
-/// The 1×1 case of [`reads_input_in_place`]: each group of whole tiles is copied into a
+/// The 1×1 case of [`input_is_b_operand`]: each group of whole tiles is copied into a
 /// panel whose channels are an odd number of cache lines apart (see [`panel_pitch`]); the
 /// last, partial tile of each plane into a zero-padded one.
 fn pointwise<T: ConvFloat>(
