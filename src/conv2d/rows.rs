@@ -2,9 +2,8 @@
 //! along the vector lanes (see [`RowKernel`]). The input is copied once into a
 //! zero-padded band of rows per task (of column strips on wide images), the weights once
 //! per call into blocks of `v` output channels (or, where a block serves one task alone,
-//! by that task); kernel rows that fall in the top or bottom padding are left out, and
-//! kernel columns that fall in the left or right padding at the ends of a kernel call (by
-//! kernels that skip them: `RowKernel::skips_padding`).
+//! by that task); kernel rows that fall in the top or bottom padding are left out (the
+//! kernels sum the band's zeros in the left and right padding: see `kernels::rows`).
 //! Unlike the band algorithm in `direct`, no lane computes a halo column or a position
 //! past the end of the image, which matters most on narrow images and strided layers.
 
@@ -225,8 +224,6 @@ pub fn conv2d<T: ConvFloat>(
             let width = cols.min(g.w_out - q_a);
             let band = fill(g, x_group, [p0 * g.sh, rows_in], q_a * g.sw, pitch)?;
             let calls = Calls::new(width, kern.rmax);
-            let columns = band_columns(g, q_a * g.sw, pitch);
-            let live = LiveColumns::new(g, calls, columns, kern.skips_padding)?;
             // The farthest element any call reads: last channel, band row and column.
             let last = (cg - 1) * rows_in * pitch
                 + (rows_in - 1) * pitch
@@ -270,12 +267,11 @@ pub fn conv2d<T: ConvFloat>(
                                 channels: cg,
                                 kw: g.kw,
                                 w: w_blk[lo * cg * g.kw * v..].as_ptr(),
-                                live: live.of_call(k),
                                 out: row_buf[q0 * v..].as_mut_ptr(),
                             };
                             // SAFETY: every read is inside the band (the farthest was
-                            // checked above) and the block's weights; `live` holds `kw`
-                            // ranges; the results fit the row buffer.
+                            // checked above) and the block's weights; the results fit
+                            // the row buffer.
                             unsafe { kern.run(r, &args) };
                         }
                         let k0 = gi * kg + blk * v;
@@ -355,68 +351,6 @@ impl Calls {
     fn call(self, k: usize) -> [usize; 2] {
         let start = |k: usize| k * self.width / self.count;
         [start(k), start(k + 1) - start(k)]
-    }
-}
-
-/// Each kernel column's positions `lo..hi` that read input columns rather than padding,
-/// for every call along a band row (see [`Calls`]), for kernels that skip padding. The
-/// kernel leaves the others out at the ends of a call, which saves their FMAs: 4.8 % of
-/// `deep`'s (14 positions, a padded column at each end). Computed once per strip: per
-/// call, their divisions cost `conv1` (7 columns, stride 2) 2-3 %.
-struct LiveColumns {
-    kw: usize,
-    /// `kw` ranges per call.
-    ranges: Vec<[usize; 2]>,
-    /// Per call, whether some position of some column reads padding.
-    edge: Vec<bool>,
-}
-
-impl LiveColumns {
-    /// For a band whose rows hold `[left, copied]` (see [`band_columns`]); with `skips`
-    /// false (a kernel that sums the padding's zeros) every call is a plain one.
-    fn new(
-        g: &ConvGeometry,
-        calls: Calls,
-        [left, copied]: [usize; 2],
-        skips: bool,
-    ) -> Result<Self> {
-        let mut ranges = try_reserved(calls.count * g.kw, "live kernel columns")?;
-        let mut edge = try_reserved(calls.count, "live kernel columns")?;
-        if !skips {
-            edge.resize(calls.count, false);
-            return Ok(LiveColumns {
-                kw: g.kw,
-                ranges,
-                edge,
-            });
-        }
-        for k in 0..calls.count {
-            let [q0, r] = calls.call(k);
-            let b0 = q0 * g.sw;
-            // Positions p with b0 + p·sw + s·dw < limit.
-            let below =
-                |limit: usize, s: usize| limit.saturating_sub(b0 + s * g.dw).div_ceil(g.sw).min(r);
-            let first = ranges.len();
-            ranges.extend((0..g.kw).map(|s| {
-                let lo = below(left, s);
-                [lo, below(left + copied, s).max(lo)]
-            }));
-            edge.push(ranges[first..].iter().any(|&[lo, hi]| lo > 0 || hi < r));
-        }
-        Ok(LiveColumns {
-            kw: g.kw,
-            ranges,
-            edge,
-        })
-    }
-
-    /// The kernel's `live` for call `k`: its `kw` ranges, or null when every tap is live.
-    fn of_call(&self, k: usize) -> *const [usize; 2] {
-        if self.edge[k] {
-            self.ranges[k * self.kw..][..self.kw].as_ptr()
-        } else {
-            std::ptr::null()
-        }
     }
 }
 

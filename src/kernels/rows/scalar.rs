@@ -46,16 +46,11 @@ where
     for i in 0..a.kh {
         for c in 0..a.channels {
             for s in 0..a.kw {
-                // SAFETY: the caller guarantees `v` weights per tap, every input the sum
-                // names and, if not null, `kw` live ranges.
+                // SAFETY: the caller guarantees `v` weights per tap and every input the
+                // sum names.
                 let wv = unsafe { std::slice::from_raw_parts(w, V) };
                 let x = unsafe { a.x.add(i * a.kh_step + c * a.channel + s * a.kw_step) };
-                let [lo, hi] = if a.live.is_null() {
-                    [0, r]
-                } else {
-                    unsafe { *a.live.add(s) }
-                };
-                for (p, acc_p) in acc.iter_mut().enumerate().take(r.min(hi)).skip(lo) {
+                for (p, acc_p) in acc.iter_mut().enumerate().take(r) {
                     let xp = unsafe { *x.add(p * a.pos_step) };
                     for (acc_po, &w_o) in acc_p.iter_mut().zip(wv) {
                         *acc_po = *acc_po + xp * w_o;

@@ -8,10 +8,6 @@ use std::arch::x86_64::*;
 use super::scalar;
 use super::{RowArgs, RowKernel};
 
-/// Positions at each end of an edge call whose padded taps are left out: the column
-/// padding of a kernel up to 7 wide at unit stride, or of 7×7 at stride 2 (`conv1`).
-const EDGE_POSITIONS: usize = 3;
-
 /// Expands to a `#[target_feature]` body generic over the position count `R`, and the
 /// entry point that picks `R` (a macro, not an `#[inline(always)]` generic, so that every
 /// intrinsic is compiled inside the target_feature function).
@@ -24,7 +20,9 @@ const EDGE_POSITIONS: usize = 3;
 /// shared, and while the sibling runs the kernel ran at 55-70 GF/s instead of 99 (ONNX
 /// Runtime's, at about 20 instructions a tap, at 80-88); with constants, 85-90. The
 /// column step stays a run-time value: given it as a constant, LLVM reuses each
-/// broadcast across kernel columns and spills the accumulators (2.8× slower).
+/// broadcast across kernel columns and spills the accumulators (2.8× slower). At AVX-512
+/// (on a Xeon with two FMA ports, no sibling tenant) the same bodies gained 0-5 %
+/// (`s2` 5 %, `conv1` and `cifar` 2 %).
 macro_rules! row_kernel {
     ($name:ident, $t:ty, $features:literal, $lanes:expr, $vecs:literal, [$($r:literal)+],
      shapes [$(($ps:literal, $kw:literal))*],
@@ -33,11 +31,9 @@ macro_rules! row_kernel {
         /// See `RowKernel::run`; additionally the CPU must support the enabled features
         /// (guaranteed by `simd::level`).
         unsafe fn $name(r: usize, a: &RowArgs<$t>) {
-            /// `EDGE`: some kernel columns skip positions in the column padding (`a.live`);
-            /// a separate body, so that calls inside the image keep the branch-free loop.
             /// `PS`, `KW`: the position stride and kernel width, or 0 for `a`'s.
             #[target_feature(enable = $features)]
-            unsafe fn body<const R: usize, const EDGE: bool, const PS: usize, const KW: usize>(
+            unsafe fn body<const R: usize, const PS: usize, const KW: usize>(
                 a: &RowArgs<$t>,
             ) {
                 let pos_step = if PS == 0 { a.pos_step } else { PS };
@@ -46,25 +42,14 @@ macro_rules! row_kernel {
                 let mut w = a.w;
                 for i in 0..a.kh {
                     for c in 0..a.channels {
-                        // SAFETY (this block): the caller guarantees two vectors of
-                        // weights per tap, every input element the sum names and, for
-                        // an edge call, `kw` live ranges.
+                        // SAFETY (this block): the caller guarantees `vecs` vectors
+                        // of weights per tap and every input element the sum names.
                         unsafe {
                             let mut x = a.x.add(i * a.kh_step + c * a.channel);
-                            for s in 0..kw {
-                                let [lo, hi] = if EDGE { *a.live.add(s) } else { [0, R] };
+                            for _ in 0..kw {
                                 let wv: [_; $vecs] =
                                     std::array::from_fn(|j| $load(w.add(j * $lanes)));
                                 for p in 0..R {
-                                    // Only the first and last `EDGE_POSITIONS` are checked,
-                                    // so that the test folds away for the others (which
-                                    // then sum the band's zeros, as the plain body does).
-                                    if EDGE
-                                        && ((p < EDGE_POSITIONS && p < lo)
-                                            || (p + EDGE_POSITIONS >= R && p >= hi))
-                                    {
-                                        continue;
-                                    }
                                     let xp = $set1(*x.add(p * pos_step));
                                     for j in 0..$vecs {
                                         acc[p][j] = $fma(xp, wv[j], acc[p][j]);
@@ -83,7 +68,7 @@ macro_rules! row_kernel {
                     }
                 }
             }
-            /// The body for this call's edge, stride and width.
+            /// The body for this call's stride and width.
             ///
             /// # Safety
             /// As `body`.
@@ -91,13 +76,10 @@ macro_rules! row_kernel {
             unsafe fn pick<const R: usize>(a: &RowArgs<$t>) {
                 // SAFETY (every call): forwarded contract.
                 unsafe {
-                    if !a.live.is_null() {
-                        return body::<R, true, 0, 0>(a);
-                    }
                     $(if a.pos_step == $ps && a.kw == $kw {
-                        return body::<R, false, $ps, $kw>(a);
+                        return body::<R, $ps, $kw>(a);
                     })*
-                    body::<R, false, 0, 0>(a)
+                    body::<R, 0, 0>(a)
                 }
             }
             match r {
@@ -110,10 +92,10 @@ macro_rules! row_kernel {
 }
 
 row_kernel!(f32_avx512, f32, "avx512f,avx2,fma", 16, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14],
-    shapes [],
+    shapes [(1, 3) (2, 3) (1, 5) (2, 7)],
     (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps));
 row_kernel!(f64_avx512, f64, "avx512f,avx2,fma", 8, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14],
-    shapes [],
+    shapes [(1, 3) (2, 3) (1, 5) (2, 7)],
     (_mm512_setzero_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_storeu_pd));
 row_kernel!(f32_avx2, f32, "avx2,fma", 8, 2, [1 2 3 4 5 6],
     shapes [(1, 3) (2, 3) (1, 5) (2, 7)],
@@ -127,11 +109,11 @@ row_kernel!(f64_avx2, f64, "avx2,fma", 4, 2, [1 2 3 4 5 6],
 // on the stack (2.7× slower); with 16, 1.2× slower.
 row_kernel!(f32_avx512_narrow, f32, "avx512f,avx2,fma", 16, 1,
     [1 2 3 4 5 6 7 8 9 10 11 12 13 14],
-    shapes [],
+    shapes [(1, 3) (2, 3) (1, 5) (2, 7)],
     (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps));
 row_kernel!(f64_avx512_narrow, f64, "avx512f,avx2,fma", 8, 1,
     [1 2 3 4 5 6 7 8 9 10 11 12 13 14],
-    shapes [],
+    shapes [(1, 3) (2, 3) (1, 5) (2, 7)],
     (_mm512_setzero_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_storeu_pd));
 row_kernel!(f32_avx2_narrow, f32, "avx2,fma", 8, 1, [1 2 3 4 5 6 7 8 9 10 11 12],
     shapes [(1, 3) (2, 3) (1, 5) (2, 7)],
@@ -355,15 +337,8 @@ pub const F32_AVX512: RowKernel<f32> =
     RowKernel::new(32, 14, "avx512-14x32", f32_avx512, transpose_f32_avx512);
 pub const F64_AVX512: RowKernel<f64> =
     RowKernel::new(16, 14, "avx512-14x16", f64_avx512, transpose_f64);
-// The AVX2 kernels sum the column padding's zeros: their edge bodies, whose per-tap
-// tests run on every position of a call of 4-6, made `deep` (two of its three calls per
-// row are edge calls) 12-26 % slower, `r3x3` and `s2` 5-7 %, `cifar` 1.5 %, and in float64
-// (`algorithm="direct"`) 256 channels on 14×14 12-18 %, 128 on 28×28 5-12 %, `r3x3f64`
-// 1-6 % (interleaved, AMD EPYC without AVX-512).
-pub const F32_AVX2: RowKernel<f32> =
-    RowKernel::new(16, 6, "avx2-6x16", f32_avx2, transpose_f32).summing_padding();
-pub const F64_AVX2: RowKernel<f64> =
-    RowKernel::new(8, 6, "avx2-6x8", f64_avx2, transpose_f64).summing_padding();
+pub const F32_AVX2: RowKernel<f32> = RowKernel::new(16, 6, "avx2-6x16", f32_avx2, transpose_f32);
+pub const F64_AVX2: RowKernel<f64> = RowKernel::new(8, 6, "avx2-6x8", f64_avx2, transpose_f64);
 pub const F32_AVX512_NARROW: RowKernel<f32> = RowKernel::new(
     16,
     14,
@@ -374,6 +349,6 @@ pub const F32_AVX512_NARROW: RowKernel<f32> = RowKernel::new(
 pub const F64_AVX512_NARROW: RowKernel<f64> =
     RowKernel::new(8, 14, "avx512-14x8", f64_avx512_narrow, transpose_f64);
 pub const F32_AVX2_NARROW: RowKernel<f32> =
-    RowKernel::new(8, 12, "avx2-12x8", f32_avx2_narrow, transpose_f32).summing_padding();
+    RowKernel::new(8, 12, "avx2-12x8", f32_avx2_narrow, transpose_f32);
 pub const F64_AVX2_NARROW: RowKernel<f64> =
-    RowKernel::new(4, 12, "avx2-12x4", f64_avx2_narrow, transpose_f64).summing_padding();
+    RowKernel::new(4, 12, "avx2-12x4", f64_avx2_narrow, transpose_f64);
