@@ -179,7 +179,7 @@ impl BandLayout {
 /// `(n − 1)·step + 1` elements.
 fn gather<T: ConvFloat>(band: &mut Scratch<T>, src: &[T], step: usize, n: usize) {
     let start = band.len();
-    band.resize(start + n, T::ZERO);
+    band.extend_zeros(n);
     let dst = &mut band[start..];
     // A constant step lets the compiler vectorise the whole-chunk loop.
     let full = match step {

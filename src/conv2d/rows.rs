@@ -12,7 +12,7 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::rows::{RowArgs, RowKernel};
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::{try_reserved, try_zeroed};
+use crate::workspace::try_reserved;
 
 use super::scratch::Scratch;
 use super::tiles::Split;
@@ -74,10 +74,10 @@ fn pack_weights<T: ConvFloat>(
     w: &[T],
     offsets: &[usize],
     threads: usize,
-) -> Result<Vec<T>> {
+) -> Result<Scratch<T>> {
     let (v, kt) = (kern.v, offsets.len());
     let blocks = g.c_out_per_group().div_ceil(v);
-    let mut packed = try_zeroed(g.groups * blocks * kt * v, "packed weights")?;
+    let mut packed = Scratch::zeroed(g.groups * blocks * kt * v, "packed weights")?;
     let out = SharedOut::new(&mut packed);
     for_each_task(g.groups * blocks, threads, |t| {
         // SAFETY: block `t` of the packed array belongs to this task alone.

@@ -2,6 +2,11 @@
 //! every task costs page faults and, on worker threads, the allocator handing memory back
 //! to the OS (with TLB shootdowns across cores) after each call; each thread keeps a few
 //! buffers instead, bounded in count and size.
+//!
+//! Every buffer starts on a cache line, so that the kernels' vector loads and stores of
+//! whole lines (packed weights, output tiles and rows) do not each straddle two: on an
+//! AVX-512 Xeon, packing `deep`'s weights into a buffer 16 bytes past a line took 10 %
+//! of its call, into a line-aligned one 6 %.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -12,34 +17,30 @@ use crate::error::{ConvError, Result};
 /// Buffers one thread keeps between calls, and the largest one it keeps.
 const KEEP_BUFFERS: usize = 4;
 const KEEP_BYTES: usize = 4 << 20;
+/// The alignment of every buffer's first element.
+const LINE_BYTES: usize = 64;
 
 thread_local! {
     static CACHE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A `Vec<T>` borrowed from this thread's cache; it goes back there when dropped.
+/// A `Vec<T>` borrowed from this thread's cache; it goes back there when dropped. Its
+/// elements are `buf[start..]`, the first of them on a cache line.
 pub struct Scratch<T: 'static> {
     buf: Vec<T>,
+    start: usize,
 }
 
 impl<T: Copy + Default + 'static> Scratch<T> {
-    /// An empty vector with room for `cap` elements, or `ConvError::Memory` naming `what`.
+    /// An empty buffer with room for `cap` elements, or `ConvError::Memory` naming `what`.
     pub fn with_capacity(cap: usize, what: &str) -> Result<Self> {
-        let mut buf = take_cached::<T>(cap).unwrap_or_default();
-        buf.clear();
-        buf.try_reserve_exact(cap).map_err(|_| {
-            ConvError::Memory(format!(
-                "cannot allocate {cap} elements ({} bytes) for the {what}",
-                cap.saturating_mul(std::mem::size_of::<T>())
-            ))
-        })?;
-        Ok(Scratch { buf })
+        Self::holding(cap, 0, what)
     }
 
     /// `len` zeros (`T::default()`).
     pub fn zeroed(len: usize, what: &str) -> Result<Self> {
         let mut s = Self::with_capacity(len, what)?;
-        s.buf.resize(len, T::default());
+        s.extend_zeros(len);
         Ok(s)
     }
 
@@ -47,22 +48,48 @@ impl<T: Copy + Default + 'static> Scratch<T> {
     /// where it grows): for a buffer written in full before it is read, which then skips
     /// the zeroing (for `dw`'s im2col, 256 small tasks, that memset took 6 % of the call).
     pub fn overwritable(len: usize, what: &str) -> Result<Self> {
-        let mut buf = take_cached::<T>(len).unwrap_or_default();
+        Self::holding(len, len, what)
+    }
+
+    /// Room for `cap` elements, of which the first `len` keep what the cached buffer
+    /// held (as far as it reaches), from the first cache line of the allocation on.
+    fn holding(cap: usize, len: usize, what: &str) -> Result<Self> {
+        let pad = (LINE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+        let mut buf = take_cached::<T>(cap + pad).unwrap_or_default();
         buf.truncate(len);
-        buf.try_reserve_exact(len - buf.len()).map_err(|_| {
-            ConvError::Memory(format!(
-                "cannot allocate {len} elements ({} bytes) for the {what}",
-                len.saturating_mul(std::mem::size_of::<T>())
-            ))
-        })?;
-        buf.resize(len, T::default());
-        Ok(Scratch { buf })
+        let room = cap
+            .checked_add(pad)
+            .ok_or_else(|| memory_error::<T>(cap, what))?;
+        buf.try_reserve_exact(room.saturating_sub(buf.len()))
+            .map_err(|_| memory_error::<T>(cap, what))?;
+        // Within the reserved room the allocation does not move; a type whose size
+        // does not divide a line keeps its natural alignment.
+        let start = match buf.as_ptr().align_offset(LINE_BYTES) {
+            off if off < pad => off,
+            _ => 0,
+        };
+        // Elements shift by `start`: "whatever was there" stays true, and only
+        // `overwritable` promises nothing more.
+        buf.resize(start + len, T::default());
+        Ok(Scratch { buf, start })
     }
 
     /// Appends `k` zeros (`T::default()`): the padding of a band written front to back.
     pub fn extend_zeros(&mut self, k: usize) {
         self.buf.resize(self.buf.len() + k, T::default());
     }
+
+    /// Appends `src`: the copied input of a band.
+    pub fn extend_from_slice(&mut self, src: &[T]) {
+        self.buf.extend_from_slice(src);
+    }
+}
+
+fn memory_error<T>(len: usize, what: &str) -> ConvError {
+    ConvError::Memory(format!(
+        "cannot allocate {len} elements ({} bytes) for the {what}",
+        len.saturating_mul(std::mem::size_of::<T>())
+    ))
 }
 
 /// The cached `Vec<T>` that best fits `cap`: the smallest with enough room, else the
@@ -105,15 +132,15 @@ impl<T: 'static> Drop for Scratch<T> {
 }
 
 impl<T> Deref for Scratch<T> {
-    type Target = Vec<T>;
-    fn deref(&self) -> &Vec<T> {
-        &self.buf
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.buf[self.start..]
     }
 }
 
 impl<T> DerefMut for Scratch<T> {
-    fn deref_mut(&mut self) -> &mut Vec<T> {
-        &mut self.buf
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.buf[self.start..]
     }
 }
 
@@ -134,10 +161,24 @@ mod tests {
         // A request for another type never receives it.
         let c = Scratch::<f64>::zeroed(10, "test").unwrap();
         assert_ne!(c.as_ptr() as usize, ptr);
-        let d = Scratch::<f32>::with_capacity(5000, "test").unwrap();
-        assert!(d.is_empty() && d.capacity() >= 5000);
+        let mut d = Scratch::<f32>::with_capacity(5000, "test").unwrap();
+        assert!(d.is_empty());
+        d.extend_zeros(4000);
+        d.extend_from_slice(&[1.0; 1000]);
+        assert_eq!(d.len(), 5000);
+        assert_eq!(d[4000], 1.0);
         drop((b, d));
         let e = Scratch::<f32>::overwritable(1200, "test").unwrap();
         assert_eq!(e.len(), 1200);
+        // Whatever buffer they come from, the elements start on a cache line.
+        let f = Scratch::<f64>::zeroed(33, "test").unwrap();
+        let g = Scratch::<f32>::overwritable(7, "test").unwrap();
+        for p in [
+            e.as_ptr() as usize,
+            f.as_ptr() as usize,
+            g.as_ptr() as usize,
+        ] {
+            assert_eq!(p % LINE_BYTES, 0);
+        }
     }
 }
