@@ -36,6 +36,10 @@ pub struct RowArgs<T> {
     pub kw: usize,
     /// Packed weights of the first kernel row: `kh · channels · kw` vectors of `v`.
     pub w: *const T,
+    /// Data that a later call reads (the next weights to pack), to be asked into L2 a
+    /// cache line per channel step, so that its transfer overlaps this call's
+    /// arithmetic; a hint, which the scalar kernel ignores. Empty for none.
+    pub ahead: *const [T],
     /// `r · v` results, position-major.
     pub out: *mut T,
 }
@@ -129,8 +133,8 @@ impl<T> RowKernel<T> {
     ///
     /// # Safety
     /// `1 <= r <= rmax`; every input element the sum names is readable, `a.w` holds
-    /// `a.kh · a.channels · a.kw · v` readable elements, and `a.out` `r · v` writable
-    /// ones.
+    /// `a.kh · a.channels · a.kw · v` readable elements, `a.ahead` is a live slice, and
+    /// `a.out` `r · v` writable ones.
     #[inline]
     pub unsafe fn run(&self, r: usize, a: &RowArgs<T>) {
         assert!((1..=self.rmax).contains(&r));
@@ -228,6 +232,7 @@ mod tests {
                 channels,
                 kw,
                 w: w.as_ptr(),
+                ahead: &[],
                 out: out.as_mut_ptr(),
             };
             // SAFETY: the largest index read is within x (checked here) and `out` holds
@@ -450,6 +455,7 @@ mod peak {
                             channels: cg,
                             kw,
                             w: w.as_ptr(),
+                            ahead: &[],
                             out: out.as_mut_ptr(),
                         };
                         // SAFETY: the last call reads up to column 56 + 2 < pitch of the

@@ -8,6 +8,9 @@ use std::arch::x86_64::*;
 use super::scalar;
 use super::{RowArgs, RowKernel};
 
+/// Bytes per cache line, the step of `RowArgs::ahead`'s prefetches.
+const CACHE_LINE: usize = 64;
+
 /// Expands to a `#[target_feature]` body generic over the position count `R`, and the
 /// entry point that picks `R` (a macro, not an `#[inline(always)]` generic, so that every
 /// intrinsic is compiled inside the target_feature function).
@@ -40,8 +43,17 @@ macro_rules! row_kernel {
                 let kw = if KW == 0 { a.kw } else { KW };
                 let mut acc = [[$zero(); $vecs]; R];
                 let mut w = a.w;
+                let ahead = a.ahead.cast::<i8>();
+                let ahead_bytes = a.ahead.len() * std::mem::size_of::<$t>();
+                let mut asked = 0;
                 for i in 0..a.kh {
                     for c in 0..a.channels {
+                        if asked < ahead_bytes {
+                            // SAFETY: `asked` lies inside `a.ahead`; a prefetch reads
+                            // nothing architecturally and cannot fault.
+                            unsafe { _mm_prefetch::<_MM_HINT_T1>(ahead.add(asked)) };
+                            asked += CACHE_LINE;
+                        }
                         // SAFETY (this block): the caller guarantees `vecs` vectors
                         // of weights per tap and every input element the sum names.
                         unsafe {
