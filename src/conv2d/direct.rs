@@ -370,8 +370,8 @@ fn panel_pitch<T>(run: usize) -> usize {
 }
 
 /// The 1×1 case of [`input_is_b_operand`]: each group of whole tiles is copied into a
-/// panel whose channels are an odd number of cache lines apart (see [`panel_pitch`]); the
-/// last, partial tile of each plane into a zero-padded one.
+/// panel whose channels are an odd number of cache lines apart (see [`panel_pitch`]), and
+/// so is the last, partial tile of each plane.
 fn pointwise<T: ConvFloat>(
     g: &ConvGeometry,
     kern: &TileKernel<T>,
@@ -388,7 +388,6 @@ fn pointwise<T: ConvFloat>(
     let split = Split::choose(g, threads, 1, tiles, mr, false);
     let tiles_per_chunk = tiles.div_ceil(split.m_chunks);
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
-    let tail_offs = Offsets::new((0..cg).map(|c| (c * nc) as isize).collect());
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
         let (n, gi, chunk, oc_range) = split.task(g, t, mr);
@@ -407,13 +406,15 @@ fn pointwise<T: ConvFloat>(
         let offs = Offsets::new((0..cg).map(|c| (c * ld) as isize).collect());
         let mut m0 = m_lo;
         let mut panel = Scratch::<T>::zeroed(cg * ld, "input panel")?;
+        let copy_to_panel = |panel: &mut [T], m0: usize, len: usize| {
+            for c in 0..cg {
+                panel[c * ld..][..len].copy_from_slice(&x_group[c * plane + m0..][..len]);
+            }
+        };
         // Whole tiles inside the plane go through the panel straight to the output planes.
         while m0 + nc <= m_hi {
             let nt = group.min((m_hi - m0) / nc);
-            for c in 0..cg {
-                panel[c * ld..c * ld + nt * nc]
-                    .copy_from_slice(&x_group[c * plane + m0..][..nt * nc]);
-            }
+            copy_to_panel(&mut panel, m0, nt * nc);
             // SAFETY: this task alone writes channels oc_range, positions m_lo..m_hi.
             unsafe {
                 dest.compute_into_planes(
@@ -429,24 +430,22 @@ fn pointwise<T: ConvFloat>(
             m0 += nt * nc;
         }
         if m0 < m_hi {
-            // Reading nc positions past the plane's end would run past the user's buffer:
-            // the last, partial tile goes through a copy of its input and a tile buffer.
-            let mut tail = Scratch::<T>::zeroed(cg * nc + nc, "input tail")?;
-            for c in 0..cg {
-                let src = &x_group[c * plane + m0..c * plane + m_hi];
-                tail[c * nc..c * nc + src.len()].copy_from_slice(src);
-            }
+            // Writing a whole tile would run past the output planes: the last, partial
+            // tile goes through the panel (its lanes past the plane's end compute
+            // whatever an earlier group left there, and are never stored) and a tile
+            // buffer.
+            copy_to_panel(&mut panel, m0, m_hi - m0);
             let mut ctile = Scratch::<T>::zeroed(blocks.len() * mr * nc, "output tiles")?;
             let buffer = TileOut::Buffer(&mut ctile);
             compute_tiles(
                 kern,
                 &packed[gi],
                 blocks.clone(),
-                &tail,
+                &panel,
                 0,
                 1,
                 m_hi - m0,
-                &tail_offs,
+                &offs,
                 buffer,
             );
             let runs = TileRun::contiguous(m0, 1, nc, m_hi);
