@@ -298,8 +298,8 @@ pub fn conv2d<T: ConvFloat>(
                                 out: row_buf[q0 * v..].as_mut_ptr(),
                             };
                             // SAFETY: every read is inside the band (the farthest was
-                            // checked above) and the block's weights; the results fit
-                            // the row buffer.
+                            // checked above) and the block's weights; `ahead` is a piece
+                            // of `w`; the results fit the row buffer.
                             unsafe { kern.run(r, &args) };
                         }
                         let k0 = gi * kg + blk * v;

@@ -55,7 +55,7 @@ impl<T: Copy + Default + 'static> Scratch<T> {
     /// held (as far as it reaches), from the first cache line of the allocation on.
     fn holding(cap: usize, len: usize, what: &str) -> Result<Self> {
         let pad = (LINE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
-        let mut buf = take_cached::<T>(cap + pad).unwrap_or_default();
+        let mut buf = take_cached::<T>(cap.saturating_add(pad)).unwrap_or_default();
         buf.truncate(len);
         let room = cap
             .checked_add(pad)
@@ -68,8 +68,8 @@ impl<T: Copy + Default + 'static> Scratch<T> {
             off if off < pad => off,
             _ => 0,
         };
-        // Elements shift by `start`: "whatever was there" stays true, and only
-        // `overwritable` promises nothing more.
+        // The kept elements move by `start`, which only `overwritable` (whatever the
+        // buffer held) sees.
         buf.resize(start + len, T::default());
         Ok(Scratch { buf, start })
     }
