@@ -217,12 +217,23 @@ impl StridedTaps {
             // Phase element i is input column first + i·sw; the taps read i < need.
             let first = base + ph as isize;
             let need = a0 + (count - 1) * self.shift + len;
-            let i_lo = first.min(0).unsigned_abs().div_ceil(self.sw).min(need);
-            let i_hi = (x_row.len() as isize - first)
-                .max(0)
-                .unsigned_abs()
-                .div_ceil(self.sw)
-                .clamp(i_lo, need);
+            // Divisions only at the row's ends: per segment and class they took a fifth
+            // of `s2`'s packing.
+            let i_lo = if first >= 0 {
+                0
+            } else {
+                first.unsigned_abs().div_ceil(self.sw).min(need)
+            };
+            let inside = (first + ((need - 1) * self.sw) as isize) < x_row.len() as isize;
+            let i_hi = if inside {
+                need
+            } else {
+                (x_row.len() as isize - first)
+                    .max(0)
+                    .unsigned_abs()
+                    .div_ceil(self.sw)
+                    .clamp(i_lo, need)
+            };
             phase.clear();
             if i_hi > i_lo {
                 let from = (first + (i_lo * self.sw) as isize).unsigned_abs();
