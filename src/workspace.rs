@@ -3,6 +3,22 @@
 
 use crate::error::{ConvError, Result};
 
+/// Bytes per cache line on the CPUs the crate targets (x86-64, aarch64).
+pub const CACHE_LINE: usize = 64;
+
+/// Elements of `T` per cache line, at least one.
+pub fn line_elems<T>() -> usize {
+    (CACHE_LINE / std::mem::size_of::<T>().max(1)).max(1)
+}
+
+/// The `MemoryError` for `len` elements of `T` that cannot be allocated for `what`.
+pub fn memory_error<T>(len: usize, what: &str) -> ConvError {
+    ConvError::Memory(format!(
+        "cannot allocate {len} elements ({} bytes) for the {what}",
+        len.saturating_mul(std::mem::size_of::<T>())
+    ))
+}
+
 /// A zero-filled vector of `len` elements, or `ConvError::Memory`.
 pub fn try_zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
     let mut v = try_reserved(len, what)?;
@@ -14,12 +30,8 @@ pub fn try_zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
 /// for scratch that is filled only as far as it is used.
 pub fn try_reserved<T>(len: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        ConvError::Memory(format!(
-            "cannot allocate {len} elements ({} bytes) for the {what}",
-            len.saturating_mul(std::mem::size_of::<T>())
-        ))
-    })?;
+    v.try_reserve_exact(len)
+        .map_err(|_| memory_error::<T>(len, what))?;
     Ok(v)
 }
 

@@ -10,6 +10,7 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
+use crate::workspace::line_elems;
 
 use super::scratch::Scratch;
 use super::tiles::{
@@ -364,7 +365,7 @@ const PANEL_BYTES: usize = 128 << 10;
 /// 2 threads, 64 channels of 64×64 1.4×, of 48×64 1.35×, of 56×57 (planes already spread)
 /// the same (interleaved, AMD EPYC, AVX2).
 fn panel_pitch<T>(run: usize) -> usize {
-    let line = (64 / std::mem::size_of::<T>()).max(1);
+    let line = line_elems::<T>();
     let lines = run.div_ceil(line);
     (lines | 1) * line
 }

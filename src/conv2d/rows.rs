@@ -57,16 +57,13 @@ fn pack_block<T: ConvFloat>(
     (gi, blk): (usize, usize),
     dst: &mut [T],
 ) {
-    let (kg, v, kt) = (g.c_out_per_group(), kern.v, offsets.len());
+    let (kg, v) = (g.c_out_per_group(), kern.v);
     let channels = (kg - blk * v).min(v);
     if channels < v {
         dst.fill(T::ZERO);
     }
-    kern.pack(
-        &w[(gi * kg + blk * v) * kt..][..channels * kt],
-        offsets,
-        dst,
-    );
+    let rows = source_rows(g, w, gi, blk * v..blk * v + channels);
+    kern.pack(rows, offsets, dst);
 }
 
 /// The OIHW weights of output channels `channels` of group `gi`.

@@ -5,20 +5,19 @@
 //!
 //! Every buffer starts on a cache line, so that the kernels' vector loads and stores of
 //! whole lines (packed weights, output tiles and rows) do not each straddle two: on an
-//! AVX-512 Xeon, packing `deep`'s weights into a buffer 16 bytes past a line took 10 %
-//! of its call, into a line-aligned one 6 %.
+//! AVX-512 Xeon, packing `deep`'s weights into a buffer that was only 16-byte aligned, as
+//! the allocator returns them, took 10 % of its call, into a line-aligned one 6 %.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
-use crate::error::{ConvError, Result};
+use crate::error::Result;
+use crate::workspace::{line_elems, memory_error, CACHE_LINE};
 
 /// Buffers one thread keeps between calls, and the largest one it keeps.
 const KEEP_BUFFERS: usize = 4;
 const KEEP_BYTES: usize = 4 << 20;
-/// The alignment of every buffer's first element.
-const LINE_BYTES: usize = 64;
 
 thread_local! {
     static CACHE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
@@ -54,7 +53,7 @@ impl<T: Copy + Default + 'static> Scratch<T> {
     /// Room for `cap` elements, of which the first `len` keep what the cached buffer
     /// held (as far as it reaches), from the first cache line of the allocation on.
     fn holding(cap: usize, len: usize, what: &str) -> Result<Self> {
-        let pad = (LINE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+        let pad = line_elems::<T>();
         let mut buf = take_cached::<T>(cap.saturating_add(pad)).unwrap_or_default();
         buf.truncate(len);
         let room = cap
@@ -64,7 +63,7 @@ impl<T: Copy + Default + 'static> Scratch<T> {
             .map_err(|_| memory_error::<T>(cap, what))?;
         // Within the reserved room the allocation does not move; a type whose size
         // does not divide a line keeps its natural alignment.
-        let start = match buf.as_ptr().align_offset(LINE_BYTES) {
+        let start = match buf.as_ptr().align_offset(CACHE_LINE) {
             off if off < pad => off,
             _ => 0,
         };
@@ -83,13 +82,6 @@ impl<T: Copy + Default + 'static> Scratch<T> {
     pub fn extend_from_slice(&mut self, src: &[T]) {
         self.buf.extend_from_slice(src);
     }
-}
-
-fn memory_error<T>(len: usize, what: &str) -> ConvError {
-    ConvError::Memory(format!(
-        "cannot allocate {len} elements ({} bytes) for the {what}",
-        len.saturating_mul(std::mem::size_of::<T>())
-    ))
 }
 
 /// The cached `Vec<T>` that best fits `cap`: the smallest with enough room, else the
@@ -178,7 +170,7 @@ mod tests {
             f.as_ptr() as usize,
             g.as_ptr() as usize,
         ] {
-            assert_eq!(p % LINE_BYTES, 0);
+            assert_eq!(p % CACHE_LINE, 0);
         }
     }
 }

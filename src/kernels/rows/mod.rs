@@ -13,7 +13,7 @@
 //! at the first and last three positions of a call) made 1-thread `deep` 1.09-1.18×
 //! slower, `s2` 1.12×, float64 `deep` and `s2` 1.17× and `cifar` (16 output channels)
 //! 1.24× on an AVX-512 Xeon, and `deep` 1.14-1.35× at AVX2 on an AMD EPYC, for the
-//! 1-9 % of multiply-adds they saved.
+//! 1-5 % of multiply-adds they saved.
 
 mod scalar;
 #[cfg(target_arch = "x86_64")]

@@ -7,9 +7,7 @@ use std::arch::x86_64::*;
 
 use super::scalar;
 use super::{RowArgs, RowKernel};
-
-/// Bytes per cache line, the step of `RowArgs::ahead`'s prefetches.
-const CACHE_LINE: usize = 64;
+use crate::workspace::CACHE_LINE;
 
 /// Expands to a `#[target_feature]` body generic over the position count `R`, and the
 /// entry point that picks `R` (a macro, not an `#[inline(always)]` generic, so that every
