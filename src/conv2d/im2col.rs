@@ -9,6 +9,7 @@ use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 
+use super::band::{gather, BandLayout, BAND_BYTES};
 use super::scratch::Scratch;
 use super::tiles::{compute_tiles, gcd, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun};
 
@@ -26,25 +27,39 @@ type Segment = (usize, usize, usize, usize);
 
 /// Packs panels of one task: the geometry and kernel, with the buffers reused from
 /// panel to panel.
-struct PanelPacker<'a, T> {
+struct PanelPacker<'a, T: 'static> {
     g: &'a ConvGeometry,
     kern: &'a TileKernel<T>,
     strided: &'a StridedTaps,
+    phased: Option<&'a PhasedWindows>,
+    /// The phase-split band of a strided layer, its first output row and its rows.
+    band: Option<(Scratch<T>, usize, usize)>,
     segs: Vec<Segment>,
     edges: Vec<usize>,
-    phase: Vec<T>,
+    /// The gathered phase of an input row, for strided layers without a band.
+    phase: Option<Scratch<T>>,
 }
 
 impl<'a, T: ConvFloat> PanelPacker<'a, T> {
-    fn new(g: &'a ConvGeometry, kern: &'a TileKernel<T>, strided: &'a StridedTaps) -> Self {
-        PanelPacker {
+    fn new(
+        g: &'a ConvGeometry,
+        kern: &'a TileKernel<T>,
+        strided: &'a StridedTaps,
+        phased: Option<&'a PhasedWindows>,
+    ) -> Result<Self> {
+        Ok(PanelPacker {
             g,
             kern,
             strided,
+            phased,
+            band: None,
             segs: Vec::new(),
             edges: Vec::new(),
-            phase: Vec::new(),
-        }
+            phase: match (g.sw, phased) {
+                (2.., None) => Some(Scratch::with_capacity(g.w + g.kw, "im2col phase row")?),
+                _ => None,
+            },
+        })
     }
 
     /// Packs columns `m0..m0 + width` (flattened output positions, zeros from `m_end` on)
@@ -53,8 +68,16 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
     /// panel row, so it is computed once. Each panel row of a segment is a run of one
     /// input row (every `sw`-th element), zeros where the run leaves the input; at unit
     /// stride the `kw` runs of a kernel row are one call into the kernel's packer, and
-    /// where output rows are as wide as input rows, one call covers every segment.
-    fn pack(&mut self, x_group: &[T], m0: usize, m_end: usize, width: usize, panel: &mut [T]) {
+    /// where output rows are as wide as input rows, or the layer is strided and its
+    /// phase-split band holds rows as wide as output rows, one call covers every segment.
+    fn pack(
+        &mut self,
+        x_group: &[T],
+        m0: usize,
+        m_end: usize,
+        width: usize,
+        panel: &mut [T],
+    ) -> Result<()> {
         let (g, kern) = (self.g, self.kern);
         self.segs.clear();
         let (mut p, mut q) = (m0 / g.w_out, m0 % g.w_out);
@@ -76,7 +99,10 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
         // output-row segment (with the edge list and the unzeroed buffers, `dw`'s im2col
         // 1.62 → 1.12 ms and `cifar`'s 2.87 → 2.49 ms, interleaved runs at 1 thread).
         let flat = g.sh == 1 && g.sw == 1 && g.w_out == g.w;
-        if flat {
+        if let (Some(phased), true) = (self.phased, covered > 0) {
+            self.cover_rows(phased, x_group, m0 / g.w_out, (m0 + covered - 1) / g.w_out)?;
+        }
+        if flat || self.band.is_some() {
             self.list_row_edges(width);
         }
         // Geometry extents are below 2^31, so these signed offsets cannot overflow.
@@ -94,11 +120,15 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
                     let above = (r * g.dh) as isize - g.pad_top as isize;
                     let start = m0 as isize + above * g.w as isize - pad_left;
                     kern.pack_window(taps, width, g.kw, covered, x_c, start, g.dw);
-                    for &at in &self.edges {
-                        taps[at] = T::ZERO;
-                    }
+                } else if let (Some(phased), Some((band, p0, rows))) = (self.phased, &self.band) {
+                    let band = (&band[..], *p0, *rows);
+                    let strided = self.strided;
+                    phased.pack(kern, strided, taps, width, covered, band, m0, (g, c, r));
                 } else {
                     self.pack_segments(taps, width, r, x_c);
+                }
+                for &at in &self.edges {
+                    taps[at] = T::ZERO;
                 }
                 if covered < width {
                     let rest = width - covered;
@@ -106,22 +136,48 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
                 }
             }
         }
+        Ok(())
     }
 
-    /// The elements of a kernel row's taps (offsets into its `kw` panel rows) that the
-    /// flat copy takes from a neighbouring input row, to be zeroed: output column q, tap
-    /// s reads input column q + s·dw − pad_left, left of the row for q < pad_left − s·dw
-    /// and right of it for q ≥ w + pad_left − s·dw. The same for every kernel row and
-    /// channel of a panel, so listed once per panel (zeroing them per kernel row, segment
-    /// by segment, took 20 % of `dw`'s im2col).
+    /// Makes the band hold output rows `first..=last`: a new one from `first` on where
+    /// it does not, of as many rows as fit the budget.
+    fn cover_rows(
+        &mut self,
+        phased: &PhasedWindows,
+        x_group: &[T],
+        first: usize,
+        last: usize,
+    ) -> Result<()> {
+        if let Some((_, p0, rows)) = self.band {
+            if p0 <= first && last < p0 + rows {
+                return Ok(());
+            }
+        }
+        let g = self.g;
+        self.band = None;
+        let rows = phased.rows.max(last + 1 - first).min(g.h_out - first);
+        let band = phased.layout.fill(g, x_group, first, rows, 0, g.w_out, 0)?;
+        self.band = Some((band, first, rows));
+        Ok(())
+    }
+
+    /// The elements of a kernel row's taps (offsets into its `kw` panel rows) that a
+    /// window over the whole panel takes from a neighbouring row, to be zeroed: output
+    /// column q of tap s reads column q + b of its plane's row (b = s·dw − pad_left for
+    /// the input planes at unit stride, ⌊(s·dw − pad_left) / sw⌋ for a phase plane; both
+    /// rows `w_out` wide), outside the row for q < −b and for q ≥ w_out − b. The same for
+    /// every kernel row and channel of a panel, so listed once per panel (zeroing them per
+    /// kernel row, segment by segment, took 20 % of `dw`'s im2col).
     fn list_row_edges(&mut self, width: usize) {
         let g = self.g;
         self.edges.clear();
         for s in 0..g.kw {
-            let reach = s * g.dw;
-            let left = g.pad_left.saturating_sub(reach);
-            let right = (g.w + g.pad_left).saturating_sub(reach).min(g.w);
-            if left == 0 && right == g.w {
+            // Geometry extents are below 2^31, so these signed offsets cannot overflow.
+            let b = ((s * g.dw) as isize - g.pad_left as isize).div_euclid(g.sw as isize);
+            let w_out = g.w_out as isize;
+            let left = (-b).clamp(0, w_out) as usize;
+            let right = (w_out - b).clamp(left as isize, w_out) as usize;
+            if left == 0 && right == g.w_out {
                 continue;
             }
             for &(j, _, q, len) in &self.segs {
@@ -140,20 +196,20 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
         let (g, kern) = (self.g, self.kern);
         // Geometry extents are below 2^31, so these signed offsets cannot overflow.
         let pad_left = g.pad_left as isize;
+        let mut phase = self.phase.as_mut();
         for &(j, p, q, len) in &self.segs {
             // Outside the input rows the segment reads from an empty row: zeros.
             let x_row = (p * g.sh + r * g.dh)
                 .checked_sub(g.pad_top)
                 .filter(|&v| v < g.h)
                 .map_or(&[][..], |row| &x_c[row * g.w..(row + 1) * g.w]);
-            if g.sw == 1 {
+            if let Some(phase) = phase.as_deref_mut() {
+                let seg = (j, q, len);
+                self.strided.pack(kern, taps, width, seg, x_row, phase);
+            } else {
                 // Tap s, element t reads input column q + s·dw + t − pad_left.
                 let start = q as isize - pad_left;
                 kern.pack_window(&mut taps[j..], width, g.kw, len, x_row, start, g.dw);
-            } else {
-                let seg = (j, q, len);
-                self.strided
-                    .pack(kern, taps, width, seg, x_row, &mut self.phase);
             }
         }
     }
@@ -209,7 +265,7 @@ impl StridedTaps {
         width: usize,
         (j, q, len): (usize, usize, usize),
         x_row: &[T],
-        phase: &mut Vec<T>,
+        phase: &mut Scratch<T>,
     ) {
         // Geometry extents are below 2^31, so these signed offsets cannot overflow.
         let base = (q * self.sw) as isize - self.pad_left as isize;
@@ -246,16 +302,60 @@ impl StridedTaps {
     }
 }
 
-/// Appends `src[0], src[step], …`, `n` elements, to `dst`. Stride 2 (most strided
-/// layers) goes in pairs, which the compiler turns into vector shuffles; an iterator
-/// stepping by a run-time stride stays one element at a time.
-fn gather<T: Copy>(dst: &mut Vec<T>, src: &[T], step: usize, n: usize) {
-    if step == 2 {
-        let pairs = n.min(src.len() / 2);
-        dst.extend(src.chunks_exact(2).take(pairs).map(|pair| pair[0]));
-        dst.extend(src[2 * pairs..].iter().step_by(2).take(n - pairs));
-    } else {
-        dst.extend(src.iter().step_by(step).take(n));
+/// Strided layers whose taps are windows of a phase-split band with rows `w_out` wide
+/// (see [`BandLayout::unpadded_columns`]): each (channel, kernel row, phase class) of a
+/// panel is one `pack_window` call over every output-row segment, where the segment by
+/// segment gathers made 30 % of `s2`'s im2col.
+struct PhasedWindows {
+    layout: BandLayout,
+    /// Output rows per band.
+    rows: usize,
+}
+
+impl PhasedWindows {
+    fn new(g: &ConvGeometry, elem: usize) -> Option<Self> {
+        if g.sh == 1 && g.sw == 1 {
+            return None;
+        }
+        let layout = BandLayout::unpadded_columns(g)?;
+        let rows = layout.full_width_rows(g, BAND_BYTES, elem).max(1);
+        Some(PhasedWindows { layout, rows })
+    }
+
+    /// Packs kernel row `r` of channel `c` over the panel's first `covered` positions
+    /// (from `m0`) into `taps`, its `kw` panel rows, from `band` (output rows `p0..p0 +
+    /// rows`). Output position m = p·w_out + q, tap s reads row p + ⌊r·dh / sh⌋ − p0 of
+    /// the plane of row phase (r·dh) mod sh, element q + ⌊(s·dw − pad_left) / sw⌋; taps
+    /// of one class share the plane and lie `shift` elements apart.
+    #[allow(clippy::too_many_arguments)]
+    fn pack<T: ConvFloat>(
+        &self,
+        kern: &TileKernel<T>,
+        strided: &StridedTaps,
+        taps: &mut [T],
+        width: usize,
+        covered: usize,
+        (band, p0, rows): (&[T], usize, usize),
+        m0: usize,
+        (g, c, r): (&ConvGeometry, usize, usize),
+    ) {
+        let l = &self.layout;
+        let plane_len = (rows + l.halo_rows) * g.w_out;
+        let pos = |v: &[usize], x: usize| v.iter().position(|&p| p == x).unwrap_or(0);
+        let row_plane = c * l.row_phases.len() + pos(&l.row_phases, (r * g.dh) % g.sh);
+        // Geometry extents are below 2^31, so these signed offsets cannot overflow.
+        let down = ((r * g.dh) / g.sh) as isize - p0 as isize;
+        for &(s0, _, _, count) in &strided.classes {
+            let v = (s0 * g.dw) as isize - g.pad_left as isize;
+            let (b, phase) = (v.div_euclid(g.sw as isize), v.rem_euclid(g.sw as isize));
+            let plane =
+                row_plane * l.col_planes.len() + pos(&l.col_planes, phase as usize + g.pad_left);
+            let src = &band[plane * plane_len..(plane + 1) * plane_len];
+            let start = m0 as isize + down * g.w_out as isize + b;
+            let dst = &mut taps[s0 * width..];
+            let ld = strided.step * width;
+            kern.pack_window(dst, ld, count, covered, src, start, strided.shift);
+        }
     }
 }
 
@@ -271,7 +371,13 @@ pub fn conv2d<T: ConvFloat>(
     let (mr, nc) = (kern.mr, kern.nc);
     let plane_out = g.h_out * g.w_out;
     let tiles = plane_out.div_ceil(nc);
-    let split = Split::choose(g, threads, 1, tiles, mr, false);
+    // A plane of few tiles splits unevenly into position chunks (`deep`'s 196 positions
+    // are 4 whole tiles and a partial one, 3 of them for one of two threads); channel
+    // chunks then balance the threads at the price of each packing every panel (at 2
+    // threads `deep`'s im2col 1.03 → 0.83 ms; `s2`, `r3x3` and `conv1`, whose planes hold
+    // 17 and more tiles, were 1.18-1.34× slower split so).
+    let uneven = threads > 1 && tiles.div_ceil(threads) * threads * 20 > tiles * 23;
+    let split = Split::choose(g, threads, 1, tiles, mr, uneven);
     let tiles_per_chunk = tiles.div_ceil(split.m_chunks);
     // Position chunks start at the whole tile nearest to an even share of the positions:
     // `deep`'s 196 positions in 48-wide tiles split 96 + 100 between two threads rather
@@ -293,6 +399,7 @@ pub fn conv2d<T: ConvFloat>(
     let width = per_panel * nc;
     let offs = Offsets::new((0..kt).map(|k| (k * width) as isize).collect());
     let strided = StridedTaps::new(g);
+    let phased = PhasedWindows::new(g, std::mem::size_of::<T>());
     let out = SharedOut::new(y);
     for_each_task(split.tasks(g), threads, |t| {
         let (n, gi, chunk, oc_range) = split.task(g, t, mr);
@@ -301,7 +408,7 @@ pub fn conv2d<T: ConvFloat>(
             return Ok(());
         }
         let mut panel = Scratch::<T>::overwritable(kt * width, "im2col panel")?;
-        let mut packer = PanelPacker::new(g, kern, &strided);
+        let mut packer = PanelPacker::new(g, kern, &strided, phased.as_ref())?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let tile_len = blocks.len() * mr * nc;
@@ -312,7 +419,7 @@ pub fn conv2d<T: ConvFloat>(
         while m0 < m_hi {
             let len = width.min(m_hi - m0);
             let nt = len.div_ceil(nc);
-            packer.pack(x_group, m0, m_hi, width, &mut panel);
+            packer.pack(x_group, m0, m_hi, width, &mut panel)?;
             // A panel's tiles are runs of the output planes: whole ones go straight there.
             let whole = len / nc;
             if whole > 0 {

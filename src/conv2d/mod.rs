@@ -1,5 +1,6 @@
 //! conv2d: validated geometry in, NCHW result out. Chooses the algorithm and the kernel set.
 
+mod band;
 mod depthwise;
 mod direct;
 mod im2col;

@@ -78,6 +78,11 @@ impl<T: Copy + Default + 'static> Scratch<T> {
         self.buf.resize(self.buf.len() + k, T::default());
     }
 
+    /// Removes every element, keeping the room.
+    pub fn clear(&mut self) {
+        self.buf.truncate(self.start);
+    }
+
     /// Appends `src`: the copied input of a band.
     pub fn extend_from_slice(&mut self, src: &[T]) {
         self.buf.extend_from_slice(src);
