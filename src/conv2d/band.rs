@@ -1,6 +1,7 @@
 //! The padded, phase-split input band of the direct algorithm: for a band of output rows
 //! (and, for wide images, a strip of output columns), one plane per input channel and
-//! stride phase, in which every (channel, tap) is a constant shift.
+//! stride phase, in which every (channel, tap) is a constant shift. The im2col algorithm
+//! packs the panels of strided layers from such a band too.
 
 use crate::error::Result;
 use crate::geometry::ConvGeometry;

@@ -1,7 +1,8 @@
 //! im2col + GEMM: for each run of output positions (one or more tiles of `nc`), the
 //! receptive fields are packed as the columns of a `kt × width` panel
 //! (`kt = C_in/groups · kh · kw`), which the microkernel multiplies with the weights. Only
-//! one panel per task exists at a time, never the whole im2col matrix.
+//! one panel per task exists at a time, never the whole im2col matrix; strided layers
+//! pack it from a phase-split band of a few output rows' input (see `band`).
 
 use crate::error::Result;
 use crate::geometry::ConvGeometry;

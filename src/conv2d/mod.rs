@@ -485,6 +485,49 @@ mod tests {
         check::<f64>(|v| v, |v| v, 1e-14, 160);
     }
 
+    /// The row algorithm computes several weight blocks per sweep of its band where the
+    /// band does not fit in half the L2 cache, one where it does: both orders give the
+    /// reference's result, bit for bit the same, with the task's own packed weights (one
+    /// image) and shared ones (two), in column strips and at several thread counts.
+    #[test]
+    fn row_algorithm_alike_with_and_without_block_groups() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut rng = Lcg(5);
+        #[rustfmt::skip]
+        let layers = [
+            ([1, 12, 19, 23], [80, 12, 3, 3], 1),
+            ([2, 5, 17, 30], [70, 5, 3, 2], 2),
+            ([1, 24, 9, 2000], [40, 24, 3, 3], 1),
+        ];
+        for (xs, ws, stride) in layers {
+            let pad = Padding::Explicit([1; 4]);
+            let g = ConvGeometry::new(xs, ws, [stride; 2], pad, [1, 1], 1).unwrap();
+            let [x, w, b, want] = random_problem(&mut rng, &g);
+            for level in available_levels() {
+                let mut first: Option<Vec<f64>> = None;
+                for (l2, threads) in [(64 << 10, 1), (1 << 30, 1), (64 << 10, 3), (1 << 30, 2)] {
+                    crate::cache::TEST_L2_BYTES.store(l2, Relaxed);
+                    let mut y = vec![f64::NAN; want.len()];
+                    run_path(&g, &x, &w, Some(&b), &mut y, Path::Rows, level, threads).unwrap();
+                    crate::cache::TEST_L2_BYTES.store(0, Relaxed);
+                    for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - e).abs() <= 1e-12,
+                            "{g:?} {level:?} L2 {l2} at {i}: {a} {e}"
+                        );
+                    }
+                    match &first {
+                        None => first = Some(y),
+                        Some(f) => assert!(
+                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{g:?} {level:?} L2 {l2} threads {threads}: changed bits"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn row_algorithm_where_measured_faster() {
         let geo = |x: [usize; 4], w: [usize; 4], stride: i64, groups: i64| {
