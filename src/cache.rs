@@ -29,11 +29,14 @@ pub fn l2_bytes() -> usize {
 /// The L2 data (or unified) cache from CPUID's deterministic cache parameters: leaf 4 on
 /// Intel, leaf 0x8000_001D on AMD (same layout).
 #[cfg(target_arch = "x86_64")]
+// CPUID is a safe intrinsic in recent Rust releases and `unsafe` in older ones.
+#[allow(unused_unsafe)]
 fn detected_l2() -> Option<usize> {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
     let l2_in = |leaf: u32| {
         (0..16).find_map(|sub| {
-            let r = __cpuid_count(leaf, sub);
+            // SAFETY: CPUID exists on every x86-64 CPU.
+            let r = unsafe { __cpuid_count(leaf, sub) };
             let (kind, level) = (r.eax & 0x1f, (r.eax >> 5) & 0x7);
             if kind == 0 {
                 return Some(None); // no more caches
@@ -48,7 +51,8 @@ fn detected_l2() -> Option<usize> {
     };
     // Leaves 0 and 0x8000_0000 give the highest basic and extended leaf: a leaf beyond
     // them returns data of no meaning.
-    let (max_basic, max_ext) = (__cpuid(0).eax, __cpuid(0x8000_0000).eax);
+    // SAFETY: CPUID exists on every x86-64 CPU.
+    let (max_basic, max_ext) = unsafe { (__cpuid(0).eax, __cpuid(0x8000_0000).eax) };
     let from_basic = if max_basic >= 4 { l2_in(4) } else { None };
     from_basic
         .or_else(|| {
