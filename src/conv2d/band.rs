@@ -42,11 +42,11 @@ impl BandLayout {
         let per_tap_cols =
             halo_cols * 20 > g.w_out + halo_cols && g.c_out_per_group() >= 8 && g.kw > 1;
         BandLayout {
-            row_phases: used_phases(g.kh, g.dh, g.sh, 0),
+            row_phases: used_phases(g.kh, g.dh, g.sh),
             col_planes: if per_tap_cols {
                 (0..g.kw).map(|s| s * g.dw).collect()
             } else {
-                used_phases(g.kw, g.dw, g.sw, 0)
+                used_phases(g.kw, g.dw, g.sw)
             },
             per_tap_cols,
             halo_rows: g.dh * (g.kh - 1) / g.sh,
@@ -57,15 +57,14 @@ impl BandLayout {
     /// The layout of the im2col panels' strided windows: column planes `w_out` wide whose
     /// element `j` is input column `sw·j + φ`, for each phase φ some tap reads (the
     /// padding left of the image is not stored), rows as in [`BandLayout::new`]. Output
-    /// column `q` of tap `s` then reads element `q + ⌊(s·dw − pad_left) / sw⌋` of its
-    /// phase's plane, so a tap's windows over consecutive output positions are one run of
+    /// column `q` of tap `s` then reads element `q + b` of phase φ's plane (`(b, φ)` from
+    /// [`unpadded_tap`]), so a tap's windows over consecutive output positions are one run of
     /// the flattened plane; where the element leaves the plane's row, the run reads the
     /// neighbouring row, which the packer zeroes. So every input column of a phase must
     /// lie within the plane's width: `None` where one does not (layers whose last input
     /// columns no output reads, as unpadded ones often have).
     pub fn unpadded_columns(g: &ConvGeometry) -> Option<Self> {
-        let left = (g.sw - g.pad_left % g.sw) % g.sw;
-        let phases = used_phases(g.kw, g.dw, g.sw, left);
+        let phases = sorted_set((0..g.kw).map(|s| unpadded_tap(g, s).1));
         if phases
             .iter()
             .any(|&f| g.w.saturating_sub(f).div_ceil(g.sw) > g.w_out)
@@ -73,7 +72,7 @@ impl BandLayout {
             return None;
         }
         Some(BandLayout {
-            row_phases: used_phases(g.kh, g.dh, g.sh, 0),
+            row_phases: used_phases(g.kh, g.dh, g.sh),
             col_planes: phases.iter().map(|&f| f + g.pad_left).collect(),
             per_tap_cols: false,
             halo_rows: g.dh * (g.kh - 1) / g.sh,
@@ -118,10 +117,17 @@ impl BandLayout {
         (rows, g.w_out.div_ceil(g.w_out.div_ceil(cols)))
     }
 
+    /// The number of channel `c`'s plane of row phase `row_phase` and column offset
+    /// `col_plane` (one of `row_phases` and of `col_planes`).
+    pub fn plane(&self, c: usize, row_phase: usize, col_plane: usize) -> usize {
+        let pos = |v: &[usize], x: usize| v.iter().position(|&p| p == x).unwrap_or(0);
+        (c * self.row_phases.len() + pos(&self.row_phases, row_phase)) * self.col_planes.len()
+            + pos(&self.col_planes, col_plane)
+    }
+
     /// Shift of each (channel, tap) inside a band of `rows` output rows and `pitch`.
     pub fn offsets(&self, g: &ConvGeometry, rows: usize, pitch: usize) -> Vec<isize> {
         let plane = (rows + self.halo_rows) * pitch;
-        let pos = |v: &[usize], x: usize| v.iter().position(|&p| p == x).unwrap_or(0);
         let mut offs = Vec::with_capacity(g.c_in_per_group() * g.kh * g.kw);
         for c in 0..g.c_in_per_group() {
             for r in 0..g.kh {
@@ -132,10 +138,7 @@ impl BandLayout {
                     } else {
                         ((s * g.dw) % g.sw, (s * g.dw) / g.sw)
                     };
-                    let p = (c * self.row_phases.len() + pos(&self.row_phases, a))
-                        * self.col_planes.len()
-                        + pos(&self.col_planes, b);
-                    offs.push((p * plane + i * pitch + j) as isize);
+                    offs.push((self.plane(c, a, b) * plane + i * pitch + j) as isize);
                 }
             }
         }
@@ -199,13 +202,26 @@ impl BandLayout {
     }
 }
 
-/// The distinct values of `(i·d + shift) mod s` for `i < k`, ascending: the stride phases
-/// that taps `d` apart read, from a phase `shift`.
-fn used_phases(k: usize, d: usize, s: usize, shift: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..k).map(|i| (i * d + shift) % s).collect();
+/// The distinct values of `(i·d) mod s` for `i < k`, ascending: the stride phases that
+/// taps `d` apart read.
+fn used_phases(k: usize, d: usize, s: usize) -> Vec<usize> {
+    sorted_set((0..k).map(|i| (i * d) % s))
+}
+
+fn sorted_set(values: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut v: Vec<usize> = values.collect();
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// Where column tap `s` reads, in unpadded coordinates: output column `q` reads input
+/// column `sw·(q + b) + φ`, returned as `(b, φ)` with `0 <= φ < sw`.
+pub fn unpadded_tap(g: &ConvGeometry, s: usize) -> (isize, usize) {
+    // Geometry extents are below 2^31, so these signed offsets cannot overflow.
+    let v = (s * g.dw) as isize - g.pad_left as isize;
+    let sw = g.sw as isize;
+    (v.div_euclid(sw), v.rem_euclid(sw) as usize)
 }
 
 /// Appends `src[0], src[step], …` (`n` elements) to `band`; `src` holds at least

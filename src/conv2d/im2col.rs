@@ -10,7 +10,7 @@ use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
 
-use super::band::{gather, BandLayout, BAND_BYTES};
+use super::band::{gather, unpadded_tap, BandLayout, BAND_BYTES};
 use super::scratch::Scratch;
 use super::tiles::{compute_tiles, gcd, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun};
 
@@ -173,8 +173,7 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
         let g = self.g;
         self.edges.clear();
         for s in 0..g.kw {
-            // Geometry extents are below 2^31, so these signed offsets cannot overflow.
-            let b = ((s * g.dw) as isize - g.pad_left as isize).div_euclid(g.sw as isize);
+            let (b, _) = unpadded_tap(g, s);
             let w_out = g.w_out as isize;
             let left = (-b).clamp(0, w_out) as usize;
             let right = (w_out - b).clamp(left as isize, w_out) as usize;
@@ -342,15 +341,11 @@ impl PhasedWindows {
     ) {
         let l = &self.layout;
         let plane_len = (rows + l.halo_rows) * g.w_out;
-        let pos = |v: &[usize], x: usize| v.iter().position(|&p| p == x).unwrap_or(0);
-        let row_plane = c * l.row_phases.len() + pos(&l.row_phases, (r * g.dh) % g.sh);
         // Geometry extents are below 2^31, so these signed offsets cannot overflow.
         let down = ((r * g.dh) / g.sh) as isize - p0 as isize;
         for &(s0, _, _, count) in &strided.classes {
-            let v = (s0 * g.dw) as isize - g.pad_left as isize;
-            let (b, phase) = (v.div_euclid(g.sw as isize), v.rem_euclid(g.sw as isize));
-            let plane =
-                row_plane * l.col_planes.len() + pos(&l.col_planes, phase as usize + g.pad_left);
+            let (b, phase) = unpadded_tap(g, s0);
+            let plane = l.plane(c, (r * g.dh) % g.sh, phase + g.pad_left);
             let src = &band[plane * plane_len..(plane + 1) * plane_len];
             let start = m0 as isize + down * g.w_out as isize + b;
             let dst = &mut taps[s0 * width..];

@@ -439,8 +439,9 @@ mod peak {
                 let (kh, kw, pitch, rows) = (3usize, 3usize, 58usize, 3usize);
                 let x = vec![1f32; cg * rows * pitch];
                 // Weights from a cache line on, as the row algorithm packs them.
-                let w_buf = vec![0.5f32; kh * cg * kw * kern.v + 16];
-                let w = &w_buf[w_buf.as_ptr().align_offset(64)..];
+                let line = crate::workspace::line_elems::<f32>();
+                let w_buf = vec![0.5f32; kh * cg * kw * kern.v + line];
+                let w = &w_buf[w_buf.as_ptr().align_offset(crate::workspace::CACHE_LINE)..];
                 let mut out = vec![0f32; kern.rmax * kern.v];
                 let calls = 56 / kern.rmax;
                 let reps = 2000 * 16 / cg;
