@@ -550,6 +550,32 @@ def test_result_is_new_array(rng):
     assert y.base is None or not isinstance(y.base, np.ndarray) or y.base.flags.owndata
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: convrs.conv2d(x, np.ones((3, 2, 3, 3), x.dtype), padding=1),
+        lambda x: convrs.conv2d(x.astype(np.float64), np.ones((2, 2, 1, 1))),
+        lambda x: convrs.convolve2d(x[0, 0], np.ones((2, 3), x.dtype)),
+        lambda x: convrs.correlate2d((x[0, 0] * 9).astype(np.int16), np.ones((3, 2), np.int16)),
+        lambda x: convrs.convolve2d(x[0, 1].astype(np.complex128), np.ones((2, 2))),
+        lambda x: convrs.convolve2d((x[0, 0] > 0).astype(np.uint8), np.ones((2, 2), np.uint8)),
+        lambda x: convrs.im2col(x, (2, 3)),
+        lambda x: convrs.col2im(convrs.im2col(x, (2, 3)), (5, 7), (2, 3)),
+    ],
+    ids=["conv2d", "conv2d-f64", "convolve2d", "int16", "complex", "uint8", "im2col", "col2im"],
+)
+def test_results_start_on_a_cache_line(rng, make):
+    # Whole-vector stores into a result straddle two cache lines unless its rows start
+    # on one; numpy's allocator only aligns to 16 bytes.
+    for _ in range(4):
+        x = random(rng, (2, 2, 5, 7), np.float32)
+        y = make(x)
+        assert y.ctypes.data % 64 == 0
+        assert y.flags.c_contiguous and y.flags.writeable
+        assert y.base is None or y.base.flags.owndata
+        assert not np.shares_memory(y, x)
+
+
 # --- the dtype rule -----------------------------------------------------------------------
 
 PROMOTION_DTYPES = [
