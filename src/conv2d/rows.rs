@@ -14,7 +14,7 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::rows::{RowArgs, RowKernel};
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::try_reserved;
+use crate::workspace::{try_reserved, CACHE_LINE};
 
 use super::scratch::Scratch;
 use super::tiles::Split;
@@ -140,11 +140,11 @@ fn rows_fitting(g: &ConvGeometry, pitch: usize, elem: usize) -> usize {
 
 /// Output columns per strip. Whole rows when a band of them holds `STRIP_ROWS` output
 /// rows (or all of them); on wide images, column strips narrow enough for that, of
-/// about equal width, so that the band stays in L2 (see `BAND_BYTES`). Strips narrower
-/// than `MIN_STRIP_COLS` are not cut (many channels on a narrow image): each strip
-/// re-copies its halo columns and runs kernel calls no wider than itself, and such
-/// layers were not measured; they keep whole rows, whose short bands leave them to the
-/// band algorithm as before strips existed.
+/// about equal width in whole cache lines, so that the band stays in L2 (see
+/// `BAND_BYTES`). Strips narrower than `MIN_STRIP_COLS` are not cut (many channels on a
+/// narrow image): each strip re-copies its halo columns and runs kernel calls no wider
+/// than itself, and such layers were not measured; they keep whole rows, whose short
+/// bands leave them to the band algorithm as before strips existed.
 fn strip_cols(g: &ConvGeometry, elem: usize) -> usize {
     const STRIP_ROWS: usize = 2 * MIN_BAND_ROWS;
     const MIN_STRIP_COLS: usize = 64;
@@ -161,8 +161,13 @@ fn strip_cols(g: &ConvGeometry, elem: usize) -> usize {
     if cols < MIN_STRIP_COLS {
         return g.w_out;
     }
+    // Strips a whole number of cache lines wide, so that where output rows start on a
+    // line (results do), every strip's row pieces do too and its stores do not straddle
+    // lines (`big`: 205 → 208 columns, 0.95× the time at 1 thread and 0.98× at 2, six
+    // alternating processes per build).
     let strips = g.w_out.div_ceil(cols);
-    g.w_out.div_ceil(strips)
+    let line = (CACHE_LINE / elem.max(1)).max(1);
+    g.w_out.div_ceil(strips).next_multiple_of(line).min(g.w_out)
 }
 
 /// Output rows per band (of the strips [`strip_cols`] chooses), at least one.
