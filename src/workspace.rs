@@ -8,7 +8,12 @@ pub const CACHE_LINE: usize = 64;
 
 /// Elements of `T` per cache line, at least one.
 pub fn line_elems<T>() -> usize {
-    (CACHE_LINE / std::mem::size_of::<T>().max(1)).max(1)
+    elems_per_line(std::mem::size_of::<T>())
+}
+
+/// Elements of `elem` bytes per cache line, at least one.
+pub fn elems_per_line(elem: usize) -> usize {
+    (CACHE_LINE / elem.max(1)).max(1)
 }
 
 /// The `MemoryError` for `len` elements of `T` that cannot be allocated for `what`.

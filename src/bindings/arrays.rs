@@ -43,14 +43,17 @@ pub fn empty<'py, T: Element>(
     let dtype = numpy::dtype::<T>(py);
     let elem = std::mem::size_of::<T>().max(1);
     let spare = line_elems::<T>() - 1;
+    let too_large = || PyMemoryError::new_err(format!("result of shape {shape:?} is too large"));
     let len = shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .and_then(|n| n.checked_add(spare).map(|_| n))
-        .ok_or_else(|| PyMemoryError::new_err(format!("result of shape {shape:?} is too large")))?;
+        .ok_or_else(too_large)?;
     let buf = py
         .import("numpy")?
-        .call_method1("empty", (len + spare, dtype))?
+        .call_method1(
+            "empty",
+            (len.checked_add(spare).ok_or_else(too_large)?, dtype),
+        )?
         .cast_into::<PyArrayDyn<T>>()?;
     let addr = buf.data() as usize;
     let to_line = (CACHE_LINE - addr % CACHE_LINE) % CACHE_LINE;

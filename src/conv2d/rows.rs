@@ -14,7 +14,7 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::rows::{RowArgs, RowKernel};
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
-use crate::workspace::{try_reserved, CACHE_LINE};
+use crate::workspace::{elems_per_line, try_reserved};
 
 use super::scratch::Scratch;
 use super::tiles::Split;
@@ -166,7 +166,7 @@ fn strip_cols(g: &ConvGeometry, elem: usize) -> usize {
     // lines (`big`: 205 → 208 columns, 0.95× the time at 1 thread and 0.98× at 2, six
     // alternating processes per build).
     let strips = g.w_out.div_ceil(cols);
-    let line = (CACHE_LINE / elem.max(1)).max(1);
+    let line = elems_per_line(elem);
     g.w_out.div_ceil(strips).next_multiple_of(line).min(g.w_out)
 }
 
