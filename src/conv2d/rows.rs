@@ -87,7 +87,9 @@ fn pack_weights<T: ConvFloat>(
 ) -> Result<Scratch<T>> {
     let (v, kt) = (kern.v, offsets.len());
     let blocks = g.c_out_per_group().div_ceil(v);
-    let mut packed = Scratch::zeroed(g.groups * blocks * kt * v, "packed weights")?;
+    // `pack_block` writes every element of its block (zeros past the last channel), so
+    // the buffer is not zeroed first (a memset of 590 KB for `s2`).
+    let mut packed = Scratch::overwritable(g.groups * blocks * kt * v, "packed weights")?;
     let out = SharedOut::new(&mut packed);
     for_each_task(g.groups * blocks, threads, |t| {
         // SAFETY: block `t` of the packed array belongs to this task alone.
@@ -240,7 +242,10 @@ pub fn conv2d<T: ConvFloat>(
             .max(1);
         let mut own = match shared {
             Some(_) => None,
-            None => Some(Scratch::<T>::zeroed(per_group * kt * v, "packed weights")?),
+            None => Some(Scratch::<T>::overwritable(
+                per_group * kt * v,
+                "packed weights",
+            )?),
         };
         for q_a in (0..g.w_out).step_by(cols) {
             let width = cols.min(g.w_out - q_a);
