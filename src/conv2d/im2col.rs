@@ -14,13 +14,33 @@ use super::band::{gather, unpadded_tap, BandLayout, BAND_BYTES};
 use super::scratch::Scratch;
 use super::tiles::{compute_tiles, gcd, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun};
 
-/// Largest panel, in bytes, when it spans several tiles. A short reduction (depthwise and
-/// other small groups) makes one tile's panel tiny, and then the per-panel work (the
-/// output-row segments, the calls into the packer and the tile loop) rivals the
-/// arithmetic: such panels span several tiles instead, as many as stay in L1 for the
-/// kernel, which reads the panel right after it is packed (measured on the depthwise and
-/// 2- and 4-channel group layers: 8 and 128 KiB were slower).
+/// Panel bytes that stay in L1 for the kernel, which reads the panel right after it is
+/// packed. A short reduction (depthwise and other small groups) makes one tile's panel
+/// tiny, and then the per-panel work (the output-row segments, the calls into the packer
+/// and the tile loop) rivals the arithmetic: such panels span as many tiles as fit here
+/// (measured on the depthwise and 2- and 4-channel group layers: 8 and 128 KiB were
+/// slower).
 const PANEL_BYTES: usize = 32 * 1024;
+
+/// Fewest columns of a panel, where a quarter of the L2 cache holds them. Every panel
+/// costs a packing call per (channel, kernel row), whose fixed cost a one-tile panel of a
+/// long reduction (`r3x3`: 576 rows of 48 columns) paid for a few vectors each. With at
+/// least 192 columns (AVX-512 Xeon, interleaved calls, 1 / 2 threads): `r3x3f64`'s im2col
+/// 0.90 / 0.91× the time, `r3x3`'s 0.94 / 0.94×, `conv1`'s 0.92 / 0.87×, `s2`'s 0.96 /
+/// 0.95×; at AVX2 (16-column tiles) `r3x3`'s 0.76× and `deep`'s 0.85× at 1 thread; `pw`,
+/// `cifar` and `dw` within 2 %. `deep`'s one AVX-512 tile is 442 KiB already: two were
+/// 1.04× slower.
+const MIN_PANEL_COLS: usize = 192;
+
+/// Tiles per panel for tiles of `tile_bytes` (`nc` columns): as many as fit
+/// `PANEL_BYTES`, or `MIN_PANEL_COLS` columns' worth as far as a quarter of the L2 cache
+/// holds them, at least one.
+fn tiles_per_panel(tile_bytes: usize, nc: usize) -> usize {
+    let in_l1 = PANEL_BYTES / tile_bytes.max(1);
+    let wanted = MIN_PANEL_COLS.div_ceil(nc);
+    let in_l2 = crate::cache::l2_bytes() / 4 / tile_bytes.max(1);
+    in_l1.max(wanted.min(in_l2)).max(1)
+}
 
 /// An output-row segment of a panel: first panel column, output row, output column and
 /// length.
@@ -391,7 +411,7 @@ pub fn conv2d<T: ConvFloat>(
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
     let tile_bytes = kt.saturating_mul(nc * std::mem::size_of::<T>());
-    let per_panel = (PANEL_BYTES / tile_bytes).clamp(1, tiles_per_chunk);
+    let per_panel = tiles_per_panel(tile_bytes, nc).clamp(1, tiles_per_chunk);
     let width = per_panel * nc;
     let offs = Offsets::new((0..kt).map(|k| (k * width) as isize).collect());
     let strided = StridedTaps::new(g);
