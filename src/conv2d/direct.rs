@@ -15,7 +15,8 @@ use crate::workspace::line_elems;
 use super::band::BandLayout;
 use super::scratch::Scratch;
 use super::tiles::{
-    compute_tiles, tiles_per_group, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun,
+    compute_tiles, tiles_per_group, zero_row, GroupWeights, Offsets, Split, TileOut, TileRows,
+    TileRun,
 };
 
 /// 1×1 kernels at unit stride without padding: the input already is the `B` operand, one
@@ -37,9 +38,10 @@ pub fn conv2d<T: ConvFloat>(
     y: &mut [T],
     threads: usize,
 ) -> Result<()> {
+    let zero = zero_row::<T>(g.c_in_per_group() * g.kh * g.kw)?;
     let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
-        .map(|gi| GroupWeights::new(w, g, gi))
-        .collect::<Result<_>>()?;
+        .map(|gi| GroupWeights::new(w, &zero, g, gi))
+        .collect();
     if input_is_b_operand(g) {
         return pointwise(g, kern, &packed, x, bias, y, threads);
     }

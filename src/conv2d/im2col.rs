@@ -9,10 +9,13 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::tile::TileKernel;
 use crate::kernels::ConvFloat;
 use crate::threading::{for_each_task, SharedOut};
+use crate::workspace::try_reserved;
 
 use super::band::{gather, unpadded_tap, BandLayout, BAND_BYTES};
 use super::scratch::Scratch;
-use super::tiles::{compute_tiles, gcd, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun};
+use super::tiles::{
+    compute_tiles, gcd, zero_row, GroupWeights, Offsets, Split, TileOut, TileRows, TileRun,
+};
 
 /// Panel bytes that stay in L1 for the kernel, which reads the panel right after it is
 /// packed. A short reduction (depthwise and other small groups) makes one tile's panel
@@ -57,25 +60,35 @@ struct PanelPacker<'a, T: 'static> {
     band: Option<(Scratch<T>, usize, usize)>,
     segs: Vec<Segment>,
     edges: Vec<usize>,
+    /// The first output column, covered positions and width of the panel `edges` was
+    /// listed for.
+    edges_of: Option<(usize, usize, usize)>,
     /// The gathered phase of an input row, for strided layers without a band.
     phase: Option<Scratch<T>>,
 }
 
 impl<'a, T: ConvFloat> PanelPacker<'a, T> {
+    /// A packer for panels `width` positions wide.
     fn new(
         g: &'a ConvGeometry,
         kern: &'a TileKernel<T>,
         strided: &'a StridedTaps,
         phased: Option<&'a PhasedWindows>,
+        width: usize,
     ) -> Result<Self> {
+        // Room for a panel's segments and the usual edges (one per segment and tap at
+        // each end) up front: grown push by push, they were a few reallocations in each
+        // of `dw`'s 256 tasks.
+        let segs = width.div_ceil(g.w_out.max(1)) + 1;
         Ok(PanelPacker {
             g,
             kern,
             strided,
             phased,
             band: None,
-            segs: Vec::new(),
-            edges: Vec::new(),
+            segs: try_reserved(segs, "im2col panel segments")?,
+            edges: try_reserved(2 * g.kw * segs, "im2col panel edges")?,
+            edges_of: None,
             phase: match (g.sw, phased) {
                 (2.., None) => Some(Scratch::with_capacity(g.w + g.kw, "im2col phase row")?),
                 _ => None,
@@ -123,8 +136,13 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
         if let (Some(phased), true) = (self.phased, covered > 0) {
             self.cover_rows(phased, x_group, m0 / g.w_out, (m0 + covered - 1) / g.w_out)?;
         }
-        if flat || self.band.is_some() {
+        // The edges depend only on the segments' columns: panels from the same output
+        // column with as many positions share them (`dw`'s full panels are 16 whole
+        // rows; its im2col 0.94× the time with the list made once per task).
+        let edges_of = Some((m0 % g.w_out, covered, width));
+        if (flat || self.band.is_some()) && self.edges_of != edges_of {
             self.list_row_edges(width);
+            self.edges_of = edges_of;
         }
         // Geometry extents are below 2^31, so these signed offsets cannot overflow.
         let pad_left = g.pad_left as isize;
@@ -187,8 +205,9 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
     /// column q of tap s reads column q + b of its plane's row (b = s·dw − pad_left for
     /// the input planes at unit stride, ⌊(s·dw − pad_left) / sw⌋ for a phase plane; both
     /// rows `w_out` wide), outside the row for q < −b and for q ≥ w_out − b. The same for
-    /// every kernel row and channel of a panel, so listed once per panel (zeroing them per
-    /// kernel row, segment by segment, took 20 % of `dw`'s im2col).
+    /// every kernel row and channel of a panel, and for panels from the same output
+    /// column with as many positions, so listed once for each such panel shape (zeroing
+    /// them per kernel row, segment by segment, took 20 % of `dw`'s im2col).
     fn list_row_edges(&mut self, width: usize) {
         let g = self.g;
         self.edges.clear();
@@ -405,11 +424,12 @@ pub fn conv2d<T: ConvFloat>(
             ((chunk * plane_out / split.m_chunks + nc / 2) / nc * nc).min(plane_out)
         }
     };
-    let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
-        .map(|gi| GroupWeights::new(w, g, gi))
-        .collect::<Result<_>>()?;
     let (cg, kg) = (g.c_in_per_group(), g.c_out_per_group());
     let kt = cg * g.kh * g.kw;
+    let zero = zero_row::<T>(kt)?;
+    let packed: Vec<GroupWeights<'_, T>> = (0..g.groups)
+        .map(|gi| GroupWeights::new(w, &zero, g, gi))
+        .collect();
     let tile_bytes = kt.saturating_mul(nc * std::mem::size_of::<T>());
     let per_panel = tiles_per_panel(tile_bytes, nc).clamp(1, tiles_per_chunk);
     let width = per_panel * nc;
@@ -424,7 +444,7 @@ pub fn conv2d<T: ConvFloat>(
             return Ok(());
         }
         let mut panel = Scratch::<T>::overwritable(kt * width, "im2col panel")?;
-        let mut packer = PanelPacker::new(g, kern, &strided, phased.as_ref())?;
+        let mut packer = PanelPacker::new(g, kern, &strided, phased.as_ref(), width)?;
         let blocks = oc_range.start / mr..oc_range.end.div_ceil(mr);
         let dest = TileRows::new(&out, bias, gi * kg, oc_range, mr, nc);
         let tile_len = blocks.len() * mr * nc;

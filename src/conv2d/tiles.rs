@@ -15,7 +15,9 @@ use super::scratch::Scratch;
 /// Blocks of `mr` rows past the last channel use a zero row, so no packing is needed.
 pub struct GroupWeights<'a, T> {
     rows: &'a [T],
-    zero: Vec<T>,
+    /// At least `kt` zeros, which every group of a call shares (`dw`'s 256 groups each
+    /// allocated their own).
+    zero: &'a [T],
     /// Reduction length `C_in/groups · kh · kw`.
     pub kt: usize,
     /// Distance between rows (`kt` but for a matrix inside a larger layout).
@@ -26,28 +28,40 @@ pub struct GroupWeights<'a, T> {
 /// Largest `mr` of any tile kernel.
 const MAX_MR: usize = 16;
 
+/// The zero row that [`GroupWeights`] of reduction length `kt` share.
+pub fn zero_row<T: ConvFloat>(kt: usize) -> Result<Vec<T>> {
+    try_zeroed(kt, "zero weights")
+}
+
 impl<'a, T: ConvFloat> GroupWeights<'a, T> {
-    pub fn new(w: &'a [T], g: &ConvGeometry, group: usize) -> Result<Self> {
+    pub fn new(w: &'a [T], zero: &'a [T], g: &ConvGeometry, group: usize) -> Self {
         let kt = g.c_in_per_group() * g.kh * g.kw;
         let channels = g.c_out_per_group();
-        GroupWeights::from_rows(&w[group * channels * kt..], kt, kt, channels)
+        GroupWeights::from_rows(&w[group * channels * kt..], zero, kt, kt, channels)
     }
 
-    /// `channels` rows of `kt` elements, `pitch` apart in `rows`.
-    pub fn from_rows(rows: &'a [T], kt: usize, pitch: usize, channels: usize) -> Result<Self> {
-        assert!(kt <= pitch);
+    /// `channels` rows of `kt` elements, `pitch` apart in `rows`; `zero` holds at least
+    /// `kt` zeros.
+    pub fn from_rows(
+        rows: &'a [T],
+        zero: &'a [T],
+        kt: usize,
+        pitch: usize,
+        channels: usize,
+    ) -> Self {
+        assert!(kt <= pitch && kt <= zero.len());
         let len = if channels == 0 {
             0
         } else {
             (channels - 1) * pitch + kt
         };
-        Ok(GroupWeights {
+        GroupWeights {
             rows: &rows[..len],
-            zero: try_zeroed(kt, "zero weights")?,
+            zero,
             kt,
             pitch,
             channels,
-        })
+        }
     }
 
     /// Pointers to reduction step `k0` of the `mr` rows of block `blk`.

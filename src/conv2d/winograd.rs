@@ -20,7 +20,7 @@ use crate::threading::{for_each_task, SharedOut};
 use crate::workspace::checked_product;
 
 use super::scratch::Scratch;
-use super::tiles::{compute_tiles, GroupWeights, Offsets, PlaneRows, TileOut};
+use super::tiles::{compute_tiles, zero_row, GroupWeights, Offsets, PlaneRows, TileOut};
 
 /// Bytes of a block's transformed inputs and products together, which the matrix
 /// products stream through: half of a 1 MiB L2.
@@ -111,13 +111,14 @@ pub fn conv2d<T: ConvFloat>(
     let blocks = tiles.div_ceil(tb);
     let u = transform_filters(g, wino, w, threads)?;
     // U[ξ] of group gi: kg rows of cg, 36·cg apart.
+    let zero = zero_row::<T>(cg)?;
     let weights: Vec<GroupWeights<'_, T>> = (0..g.groups * POINTS)
         .map(|i| {
             let (gi, xi) = (i / POINTS, i % POINTS);
             let u_group = &u[gi * kg * POINTS * cg..][..kg * POINTS * cg];
-            GroupWeights::from_rows(&u_group[xi * cg..], cg, POINTS * cg, kg)
+            GroupWeights::from_rows(&u_group[xi * cg..], &zero, cg, POINTS * cg, kg)
         })
-        .collect::<Result<_>>()?;
+        .collect();
     let offs = Offsets::new((0..cg).map(|c| (c * tb) as isize).collect());
     // One point's V and M, and a cache line more: the 36 rows each transform writes or
     // reads at once are then not all a multiple of 4 KiB apart (store-to-load aliasing).
