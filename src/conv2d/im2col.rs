@@ -138,7 +138,7 @@ impl<'a, T: ConvFloat> PanelPacker<'a, T> {
         }
         // The edges depend only on the segments' columns: panels from the same output
         // column with as many positions share them (`dw`'s full panels are 16 whole
-        // rows; its im2col 0.94× the time with the list made once per task).
+        // rows; its im2col 0.94× the time with the list made once per panel shape).
         let edges_of = Some((m0 % g.w_out, covered, width));
         if (flat || self.band.is_some()) && self.edges_of != edges_of {
             self.list_row_edges(width);
